@@ -54,17 +54,20 @@ def simulate(
 
 def main() -> None:
     """Entry point of the console script: maps click's usage errors to exit code 64."""
-    import click
+    try:  # typer >= 0.29 vendors click
+        from typer._click import exceptions as cx
+    except ImportError:  # pragma: no cover
+        from click import exceptions as cx  # type: ignore[no-redef]
 
     try:
         rv = app(standalone_mode=False)
-    except click.exceptions.UsageError as exc:
+    except cx.UsageError as exc:
         exc.show()
         sys.exit(64)
-    except click.exceptions.Abort:
+    except (cx.Abort, KeyboardInterrupt):
         sys.stderr.write("aborted\n")
         sys.exit(130)
-    except click.exceptions.ClickException as exc:
+    except cx.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     sys.exit(rv if isinstance(rv, int) else 0)
