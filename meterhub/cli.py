@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +22,151 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+db_app = typer.Typer(help="The TimescaleDB database: provision, start, stop, migrate.",
+                     no_args_is_help=True)
+broker_app = typer.Typer(help="The Mosquitto broker: provision, start, stop, credentials.",
+                         no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(broker_app, name="broker")
+
+EXIT_OK = 0
+EXIT_INVALID_INPUT = 2
+EXIT_UNREACHABLE = 5
+EXIT_USAGE = 64
+
+_settings_file: Path | None = None
+
+
+class CliError(Exception):
+    """A failure to report as one line on stderr with an exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@app.callback()
+def _main_options(
+    settings: Annotated[
+        Path | None,
+        typer.Option("--settings", help="TOML settings file (else METERHUB_* variables).",
+                     dir_okay=False),
+    ] = None,
+) -> None:
+    global _settings_file
+    _settings_file = settings
+
+
+def load_settings() -> Any:
+    """The validated settings, or a one-line error naming the bad setting (exit 64)."""
+    from meterhub.settings import SettingsError, load_settings, set_settings
+
+    try:
+        settings = load_settings(_settings_file)
+    except SettingsError as exc:
+        raise CliError(f"bad setting {exc}", EXIT_USAGE) from None
+    set_settings(settings)
+    return settings
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    sys.stderr.write(f"meterhub: error: {message}\n")
+    return typer.Exit(code)
+
+
+@db_app.command("up")
+def db_up() -> None:
+    """Provision (once) and start the private TimescaleDB, then apply migrations."""
+    from meterhub.database import DatabaseUnavailable, SchemaOutOfDate, ensure_database, redact
+    from meterhub.provision._util import ProvisionError
+    from storage.migrate import MigrationError
+
+    settings = load_settings()
+    try:
+        url = ensure_database(settings)
+    except (DatabaseUnavailable, ProvisionError) as exc:
+        raise _fail(str(exc), EXIT_UNREACHABLE) from None
+    except SchemaOutOfDate as exc:
+        sys.stdout.write(f"up: {redact(settings.database_url or '')}\n")
+        raise _fail(str(exc), EXIT_UNREACHABLE) from None
+    except MigrationError as exc:
+        raise _fail(str(exc), EXIT_UNREACHABLE) from None
+    if settings.provisioned_db:
+        sys.stdout.write(f"up: {url}\n")
+    else:
+        sys.stdout.write(f"up: {redact(url)} (METERHUB_DATABASE_URL; nothing provisioned)\n")
+
+
+@db_app.command("down")
+def db_down() -> None:
+    """Stop the private TimescaleDB cleanly (nothing to do with METERHUB_DATABASE_URL)."""
+    settings = load_settings()
+    if not settings.provisioned_db:
+        sys.stdout.write("METERHUB_DATABASE_URL is set: meterhub does not manage that server\n")
+        return
+    from meterhub.provision import db
+
+    stopped = db.down(settings)
+    sys.stdout.write("stopped\n" if stopped else "not running\n")
+
+
+@db_app.command("status")
+def db_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Where the database is, whether it is up (exit 0 only then), versions, pending migrations."""
+    from dataclasses import asdict
+
+    from meterhub.database import status
+
+    settings = load_settings()
+    st = status(settings)
+    if as_json:
+        sys.stdout.write(json.dumps(asdict(st)) + "\n")
+    else:
+        lines = [
+            f"url: {st.url or '-'}",
+            f"managed: {'provisioned by meterhub' if st.provisioned else 'METERHUB_DATABASE_URL'}",
+            f"up: {'yes' if st.up else 'no'}",
+        ]
+        if st.up:
+            lines += [
+                f"postgresql: {st.server_version}",
+                f"timescaledb: {st.timescaledb_version or 'not installed'}",
+                f"migrations applied: {', '.join(f'{v:04d}' for v in st.applied) or 'none'}",
+                f"migrations pending: {', '.join(st.pending) or 'none'}",
+            ]
+        if st.error:
+            lines.append(f"error: {st.error}")
+        sys.stdout.write("\n".join(lines) + "\n")
+    raise typer.Exit(EXIT_OK if st.up else EXIT_UNREACHABLE)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations (each in one transaction); a no-op when up to date."""
+    from meterhub.database import (
+        DatabaseUnavailable,
+        check_timescaledb,
+        connect,
+        database_url,
+    )
+    from meterhub.provision._util import ProvisionError
+    from storage import migrate
+
+    settings = load_settings()
+    try:
+        url = database_url(settings)
+        with connect(url, settings, autocommit=True) as conn:
+            check_timescaledb(conn, settings)
+            done = migrate.upgrade(conn)
+    except (DatabaseUnavailable, ProvisionError, migrate.MigrationError) as exc:
+        raise _fail(str(exc), EXIT_UNREACHABLE) from None
+    for mig in done:
+        sys.stdout.write(f"applied {mig.path.name}\n")
+    if not done:
+        sys.stdout.write("up to date\n")
+
 
 
 @app.command()
@@ -61,6 +206,9 @@ def main() -> None:
 
     try:
         rv = app(standalone_mode=False)
+    except CliError as exc:
+        sys.stderr.write(f"meterhub: error: {exc}\n")
+        sys.exit(exc.code)
     except cx.UsageError as exc:
         exc.show()
         sys.exit(64)

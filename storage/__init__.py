@@ -1,1 +1,1 @@
-"""meterhub storage package."""
+"""meterhub storage: TimescaleDB schema, migrations and SQL repository functions."""

@@ -1,0 +1,1 @@
+"""Provisioning of the private TimescaleDB and Mosquitto."""
