@@ -1,0 +1,1 @@
+"""Register maps shipped with meterhub, one data file per meter model (no code per model)."""
