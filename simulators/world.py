@@ -1,0 +1,981 @@
+"""The simulated world: areas, meters, physics, registers, injected faults and ground truth.
+
+Physics is vectorised over ``points × slots`` for one day at a time. A *point* is a place
+where energy is measured (an area's transformer or a customer's service); a *meter* is the
+device installed at a point (a meter exchange gives a point two meters, one after the other).
+
+Per slot and area (all physical, primary side, kWh)::
+
+    net_i   = load_i − pv_i                    (customer i behind the meter)
+    import_i = max(net_i, 0) · (1 − theft share at night) ; export_i = max(−net_i, 0)
+    theft   = the stolen share of the thieves' import (bypasses their meters)
+    flow    = Σ import_i − Σ export_i + theft
+    loss    = fixed + k · flow²                (technical loss, calibrated to 2–6 % per area)
+    transformer import = max(flow + loss, 0) ; back-feed = max(−(flow + loss), 0)
+
+so ``transformer import + Σ export = Σ import + back-feed + loss + theft`` holds exactly per slot.
+
+Registers (secondary side) accumulate ``(1 + ε(t)) · energy / CT`` exactly; what a meter shows
+is that cumulative value plus its starting reading, rolled over at 1 000 000 kWh and truncated
+to 0.01 kWh. Tariff registers accumulate the same increments by the meter's own clock's
+time-of-use period. Daily freezes are taken when the meter's own (possibly drifting or reset)
+clock passes 00:00, interpolating linearly inside the slot.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from simulators import shapes
+from simulators.scenario import Scenario
+
+F64 = NDArray[np.float64]
+ROLLOVER = 1_000_000.0
+NEVER = 2**62
+EPOCH_2000 = datetime(2000, 1, 1)
+
+ROLE_SUPPLY = "supply"
+ROLE_CUSTOMER = "customer"
+
+
+def quantise(value: F64 | float) -> Any:
+    """Truncate kWh to the 0.01 kWh a register shows (rounding away float noise first)."""
+    return np.floor(np.round(np.asarray(value, dtype=np.float64) * 100.0, 6)) / 100.0
+
+
+def shown(value: F64 | float) -> Any:
+    """What a register shows for an exact cumulative value: rolled over, then truncated."""
+    return quantise(np.mod(np.asarray(value, dtype=np.float64), ROLLOVER))
+
+
+def _fold(offset: F64) -> F64:
+    """Fold a clock offset (s) into (−12 h, +12 h]: where the meter's midnight falls."""
+    out: F64 = -(np.mod(-np.asarray(offset, dtype=np.float64) + 43200.0, 86400.0) - 43200.0)
+    return out
+
+
+@dataclass
+class ClockSegment:
+    """From ``t`` (epoch s) on, offset = ``base + rate · (t' − t) / 86400`` seconds."""
+
+    t: float
+    base: float
+    rate: float
+
+
+@dataclass
+class RelayState:
+    """A customer meter's load switch."""
+
+    closed: bool = True
+    command_trip: bool = False
+    protected: bool = False
+    behaviour: str = "normal"
+    close_allowed_at: float | None = None
+    history: list[tuple[float, bool]] = field(default_factory=list)
+    pending: list[tuple[float, bool]] = field(default_factory=list)
+
+
+@dataclass
+class Day:
+    """Physics and registers of one simulated day (points × slots)."""
+
+    index: int
+    cum_fwd: F64  # registered cumulative forward, secondary, exact (P, S+1)
+    cum_rev: F64  # (P, S+1)
+    tar_start: F64  # tariff registers at day start (P, 4)
+    inc_tar: NDArray[np.float32]  # registered forward increments per tariff (P, 4, S)
+    missing: NDArray[np.bool_]  # slot reading not delivered (P, S)
+    area_totals: dict[str, F64]  # per area physical sums for the truth (A,)
+    phys_cum_imp: F64  # physical cumulative through each meter (P, S+1)
+    phys_cum_exp: F64
+
+
+@dataclass
+class Freeze:
+    """Daily freezes at one local midnight, for every meter record."""
+
+    values: F64  # (M, 6): forward total, t1..t4, reverse — as shown (rolled, truncated)
+    exact: F64  # (M, 6) exact unrolled values (for the truth)
+    instant: F64  # true epoch seconds of the freeze (M,)
+    label: F64  # the meter's own clock at the freeze, epoch seconds of naive local (M,)
+    valid: NDArray[np.bool_]  # meter installed at that instant (M,)
+
+
+class World:
+    """Everything simulated for one scenario, computed day by day on demand.
+
+    Args:
+        scenario: the validated scenario.
+        keep_days: how many computed days to keep in memory (older ones are dropped; the
+            truth aggregates and the freezes are kept for the whole run).
+    """
+
+    def __init__(self, scenario: Scenario, keep_days: int = 3) -> None:
+        self.sc = scenario
+        self.keep_days = max(2, keep_days)
+        self.S = scenario.slots_per_day
+        self.slot_s = scenario.interval * 60
+        self.zone = scenario.zone
+        start_local = datetime(scenario.start.year, scenario.start.month, scenario.start.day,
+                               tzinfo=self.zone)
+        end_local = start_local + timedelta(days=scenario.days + 2)
+        if start_local.utcoffset() != end_local.utcoffset():
+            raise ValueError("the simulator needs a time zone without daylight saving changes")
+        self.utc_offset_s = int(start_local.utcoffset().total_seconds())  # type: ignore[union-attr]
+        self.t0 = start_local.timestamp()
+        self.start = start_local
+        self.rng = np.random.default_rng([scenario.seed, 1])
+        self._build_fleet()
+        self._build_injections()
+        self._build_shapes()
+        self.days: dict[int, Day] = {}
+        self.freezes: dict[int, Freeze] = {}
+        self.area_days: dict[int, dict[str, F64]] = {}
+        self._E_fwd = np.zeros(self.P)
+        self._E_rev = np.zeros(self.P)
+        self._E_tar = np.zeros((self.P, 4))
+        self._Ephys_imp = np.zeros(self.P)
+        self._Ephys_exp = np.zeros(self.P)
+        self._day_start_state: dict[int, tuple[F64, ...]] = {}
+        self._calibrated = False
+        self.commands: list[dict[str, Any]] = []
+        self.power_events: dict[int, list[tuple[float, float]]] = {}
+
+    # ------------------------------------------------------------------ fleet
+    def _build_fleet(self) -> None:
+        sc = self.sc
+        rng = self.rng
+        A, n = sc.areas, sc.meters_per_area
+        self.A = A
+        self.area_ids = [f"{sc.area_prefix}{i + 1:03d}" for i in range(A)]
+        P = A * (n + 1)
+        self.P = P
+        # supply points first (0..A-1), then customers grouped by area
+        self.true_area = np.concatenate([np.arange(A), np.repeat(np.arange(A), n)])
+        self.is_supply = np.zeros(P, dtype=bool)
+        self.is_supply[:A] = True
+        self.customers = np.arange(A, P)
+        self.C = P - A
+        self.ct_true = np.ones(P)
+        self.ct_true[:A] = rng.choice([20.0, 30.0, 40.0, 60.0, 80.0], A)
+        self.ct_archive = self.ct_true.copy()
+        # device channel per point: contiguous blocks in area order
+        dv = sc.devices
+        auto = np.array([dv.dlt645_share, dv.modbus_share, dv.mqtt_share])
+        if auto.sum() <= 0:
+            auto = np.array([1.0, 0.0, 0.0])
+        order = np.argsort(self.true_area, kind="stable")
+        counts = np.floor(auto / auto.sum() * P).astype(int)
+        counts[np.argmax(auto)] += P - counts.sum()
+        kinds = np.repeat(np.array(["dlt645-2007", "modbus", "mqtt"]), counts)
+        self.protocol = np.empty(P, dtype=object)
+        self.protocol[order] = kinds
+        manual_n = round(dv.manual_share * self.C)
+        if manual_n:
+            self.protocol[rng.choice(self.customers, manual_n, replace=False)] = "manual"
+        # gateways / concentrators
+        self.gateway_of = np.full(P, -1)
+        self.unit_of = np.zeros(P, dtype=int)
+        self.concentrator_of = np.full(P, -1)
+        self.gateways: list[dict[str, Any]] = []
+        self.concentrators: list[dict[str, Any]] = []
+        for kind, size in (("dlt645-2007", dv.meters_per_gateway),
+                           ("modbus", dv.modbus_meters_per_gateway),
+                           ("mqtt", dv.meters_per_concentrator)):
+            pts = [int(p) for p in order if self.protocol[p] == kind]
+            for k in range(0, len(pts), size):
+                group = pts[k:k + size]
+                if kind == "mqtt":
+                    cid = len(self.concentrators)
+                    self.concentrators.append({"id": f"C{cid + 1:04d}", "points": group})
+                    self.concentrator_of[group] = cid
+                else:
+                    gid = len(self.gateways)
+                    listen = kind == "dlt645-2007" and rng.random() < dv.gateway_listen_share
+                    self.gateways.append({
+                        "id": f"G{gid + 1:04d}", "kind": kind, "points": group,
+                        "mode": "listen" if listen else "connect",
+                    })
+                    self.gateway_of[group] = gid
+                    self.unit_of[group] = np.arange(1, len(group) + 1)
+        # PV
+        lc = sc.load
+        self.has_pv = np.zeros(P, dtype=bool)
+        pv_n = round(lc.pv_share * self.C)
+        if pv_n:
+            self.has_pv[rng.choice(self.customers, pv_n, replace=False)] = True
+        self.kwp = np.where(self.has_pv, rng.uniform(*lc.pv_kwp, P), 0.0)
+        self.bidir_archive = self.has_pv.copy()
+        area_has_pv = np.bincount(self.true_area[self.has_pv], minlength=A) > 0
+        self.bidir_archive[:A] = area_has_pv
+        # meter records: one per point to start with
+        self.M = P
+        self.m_point = list(range(P))
+        self.m_install = [-1] * P  # boundary index (g); -1 = before the run
+        self.m_remove = [NEVER] * P
+        numbers = []
+        for p in range(P):
+            numbers.append(f"{(1 if self.is_supply[p] else 3):02d}{p + 1:010d}")
+        self.m_number = numbers
+        base = np.where(self.is_supply, rng.uniform(1000, 60000, P), rng.uniform(200, 30000, P))
+        self.m_base_fwd = list(quantise(base))
+        self.m_base_rev = list(np.where(self.has_pv | self.is_supply,
+                                        quantise(rng.uniform(0, 3000, P)), 0.0))
+        split = rng.dirichlet([1.0, 3.0, 4.0, 3.0], P)
+        tar = quantise(split * base[:, None])
+        tar[:, 2] = quantise(base - tar[:, [0, 1, 3]].sum(axis=1))
+        self.m_base_tar = list(tar)
+        self.m_archive_area = [int(a) for a in self.true_area]
+        self.m_point_arr = np.arange(P)
+
+    def _pick(self, pool: NDArray[np.int64], share: float, used: set[int] | None = None,
+              ) -> NDArray[np.int64]:
+        if share <= 0 or pool.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if used:
+            pool = np.array([p for p in pool if p not in used], dtype=np.int64)
+        k = min(pool.size, max(1, round(share * pool.size)))
+        chosen = np.sort(self.rng.choice(pool, k, replace=False))
+        if used is not None:
+            used.update(int(c) for c in chosen)
+        return chosen
+
+    def _since(self) -> int:
+        """A random start boundary (global slot) from day 1 to the last day."""
+        days = self.sc.days
+        d = int(self.rng.integers(1, days)) if days > 1 else 0
+        return d * self.S + int(self.rng.integers(0, self.S))
+
+    # ------------------------------------------------------------- injections
+    def _build_injections(self) -> None:
+        inj = self.sc.injections
+        rng = self.rng
+        P = self.P
+        cust = self.customers.astype(np.int64)
+        used: set[int] = set()
+        self.faults: dict[int, list[dict[str, Any]]] = {}
+
+        def add(p: int, fault: dict[str, Any]) -> None:
+            self.faults.setdefault(int(p), []).append(fault)
+
+        # meter error (customers; exclusive with each other)
+        self.eps0 = np.zeros(P)
+        self.eps_since = np.full(P, NEVER)
+        self.eps_rate = np.zeros(P)
+        # class-2 meters: a small error within class for everyone
+        self.eps_class = rng.uniform(-0.008, 0.008, P)
+        for kind, share in (("fast", inj.fast), ("slow", inj.slow)):
+            for p in self._pick(cust, share, used):
+                e = rng.uniform(*inj.error_range) * (1 if kind == "fast" else -1)
+                g = self._since()
+                self.eps0[p], self.eps_since[p] = e, g
+                add(p, {"kind": f"meter_{kind}", "epsilon": e, "since_g": g})
+        for p in self._pick(cust, inj.drifting, used):
+            g = self._since()
+            r = inj.drift_per_day * (1 if rng.random() < 0.5 else -1)
+            self.eps_rate[p], self.eps_since[p] = r, g
+            add(p, {"kind": "meter_drifting", "epsilon_per_day": r, "since_g": g})
+        self.stopped_since = np.full(P, NEVER)
+        for p in self._pick(cust, inj.stopped, used):
+            g = self._since()
+            self.stopped_since[p] = g
+            add(p, {"kind": "stopped", "since_g": g})
+        self.reversed_since = np.full(P, NEVER)
+        for p in self._pick(cust, inj.reversed, used):
+            g = self._since()
+            self.reversed_since[p] = g
+            add(p, {"kind": "reversed", "since_g": g})
+        self.theft_frac = np.zeros(P)
+        self.theft_since = np.full(P, NEVER)
+        for p in self._pick(cust[~self.has_pv[cust]], inj.theft, used):
+            f = rng.uniform(*inj.theft_fraction)
+            g = self._since()
+            self.theft_frac[p], self.theft_since[p] = f, g
+            add(p, {"kind": "theft", "fraction": f, "since_g": g, "hours": "22:00-06:00"})
+        if self.A > 1:
+            for p in self._pick(cust, inj.wrong_area, used):
+                wrong = (int(self.true_area[p]) + 1) % self.A
+                self.m_archive_area[p] = wrong
+                add(p, {"kind": "wrong_area", "archive_area": self.area_ids[wrong],
+                        "true_area": self.area_ids[int(self.true_area[p])]})
+        for p in self._pick(cust[self.has_pv[cust]], inj.pv_not_collected, used):
+            self.bidir_archive[p] = False
+            add(p, {"kind": "pv_export_not_collected"})
+        self.ct_change: dict[int, tuple[int, float, float]] = {}
+        for p in self._pick(cust, inj.multiplier_change, used):
+            c1 = float(rng.choice([5.0, 10.0, 20.0]))
+            self.ct_true[p] = self.ct_archive[p] = c1
+            g = self._since()
+            self.ct_change[int(p)] = (g, c1, c1 * 2)
+            add(p, {"kind": "multiplier_change", "since_g": g, "ct_archive": c1,
+                    "ct_true_after": c1 * 2})
+        self.tariff_mismatch_since = np.full(P, NEVER)
+        for p in self._pick(cust, inj.tariff_mismatch, used):
+            g = self._since()
+            self.tariff_mismatch_since[p] = g
+            add(p, {"kind": "total_vs_tariffs", "since_g": g, "stuck_tariff": 3})
+        # supply meters with a wrong CT ratio in the archive
+        for a in self._pick(np.arange(self.A, dtype=np.int64), inj.supply_ct_wrong):
+            true = self.ct_true[a]
+            wrong = float(rng.choice([k for k in (20.0, 30.0, 40.0, 60.0, 80.0) if k != true]))
+            self.ct_archive[a] = wrong
+            add(int(a), {"kind": "supply_ct_wrong", "ct_true": true, "ct_archive": wrong})
+        # clocks (DL/T 645 and MQTT meters have clocks; Modbus meters here do not)
+        clocked = np.array([p for p in range(P) if self.protocol[p] != "modbus"], dtype=np.int64)
+        self.clock: dict[int, list[ClockSegment]] = {}
+        for p in self._pick(clocked, inj.clock_drift):
+            rate = rng.uniform(*inj.clock_drift_s_per_day) * (1 if rng.random() < 0.5 else -1)
+            g = self._since()
+            self.clock[int(p)] = [ClockSegment(self.g_time(g), 0.0, rate)]
+            add(p, {"kind": "clock_drift", "s_per_day": rate, "since_g": g})
+        for p in self._pick(clocked, inj.clock_reset):
+            g = self._since()
+            t = self.g_time(g)
+            to = (EPOCH_2000 - datetime(1970, 1, 1)).total_seconds() - self.utc_offset_s
+            segs = self.clock.setdefault(int(p), [])
+            segs.append(ClockSegment(t, to - t, 0.0))
+            segs.sort(key=lambda s: s.t)
+            add(p, {"kind": "clock_reset", "since_g": g, "reset_to": "2000-01-01T00:00:00"})
+        # rollover: start some registers just below 1 000 000 kWh
+        for p in self._pick(cust, inj.rollover):
+            self.m_base_fwd[p] = float(quantise(ROLLOVER - rng.uniform(1.0, 5.0) * self.sc.days))
+            tot = self.m_base_fwd[p]
+            t4 = quantise(np.array([0.1, 0.3, 0.4]) * tot)
+            self.m_base_tar[p] = np.array([*t4, quantise(tot - t4.sum())])
+            add(p, {"kind": "rollover_start", "start_reading": self.m_base_fwd[p]})
+        # exchanges (not on Modbus units, whose unit id the new meter would reuse)
+        exch_pool = np.array([p for p in cust if self.protocol[p] != "modbus"
+                              and int(p) not in used], dtype=np.int64)
+        self.exchanges: list[dict[str, Any]] = []
+        self.removed_reporting: set[int] = set()
+        for p in self._pick(exch_pool, inj.exchange, used):
+            g = self._since()
+            old = int(p)
+            new = self.M
+            self.M += 1
+            self.m_point.append(old)
+            self.m_install.append(g)
+            self.m_remove.append(NEVER)
+            self.m_remove[old] = g
+            self.m_number.append(f"05{new + 1:010d}")
+            start = float(quantise(rng.uniform(0.0, 5.0)))
+            self.m_base_fwd.append(start)
+            self.m_base_rev.append(0.0)
+            self.m_base_tar.append(np.array([0.0, 0.0, start, 0.0]))
+            self.m_archive_area.append(self.m_archive_area[old])
+            ex = {"point": old, "old": old, "new": new, "g": g}
+            self.exchanges.append(ex)
+            if rng.random() < inj.removed_reporting:
+                self.removed_reporting.add(old)
+        self.m_point_arr = np.array(self.m_point)
+        self.m_base_fwd_a = np.array(self.m_base_fwd)
+        self.m_base_rev_a = np.array(self.m_base_rev)
+        self.m_base_tar_a = np.array(self.m_base_tar)
+        self.m_adj = np.zeros((self.M, 6))  # point cumulative at install (exchanges)
+        self.m_install_a = np.array(self.m_install)
+        self.m_remove_a = np.array(self.m_remove)
+        # missing data, outages, spikes
+        self.offline: dict[int, tuple[int, int]] = {}
+        for p in self._pick(np.arange(P, dtype=np.int64), inj.offline):
+            lo, hi = inj.offline_days
+            d0 = int(rng.integers(0, self.sc.days))
+            n = int(rng.integers(lo, hi + 1))
+            self.offline[int(p)] = (d0 * self.S, (d0 + n) * self.S)
+        self.conc_offline: dict[int, tuple[int, int]] = {}
+        if self.concentrators:
+            for c in self._pick(np.arange(len(self.concentrators), dtype=np.int64),
+                                inj.concentrator_offline):
+                lo, hi = inj.concentrator_offline_days
+                d0 = int(rng.integers(0, self.sc.days))
+                n = int(rng.integers(lo, hi + 1))
+                g0 = d0 * self.S + int(rng.integers(0, self.S))
+                self.conc_offline[int(c)] = (g0, g0 + n * self.S)
+        self.outages: dict[int, tuple[int, int]] = {}
+        for a in self._pick(np.arange(self.A, dtype=np.int64), inj.outage):
+            g0 = self._since()
+            hours = rng.uniform(*inj.outage_hours)
+            self.outages[int(a)] = (g0, g0 + max(1, round(hours * 3600 / self.slot_s)))
+        self.spikes: dict[int, dict[int, float]] = {}
+        for p in self._pick(cust, inj.spike):
+            g = int(rng.integers(0, self.sc.days * self.S))
+            self.spikes[int(p)] = {g: float(quantise(rng.uniform(20.0, 200.0)))}
+        # relays (customer meters with a switch: DL/T 645 and MQTT)
+        self.relays: dict[int, RelayState] = {}
+        relay_pts = np.array([p for p in cust if self.protocol[p] in ("dlt645-2007", "mqtt")],
+                             dtype=np.int64)
+        for p in relay_pts:
+            self.relays[int(p)] = RelayState()
+        rel_used: set[int] = set()
+        for beh, share in (("ignore", inj.relay_ignore), ("late", inj.relay_late),
+                           ("stuck", inj.relay_stuck)):
+            for p in self._pick(relay_pts, share, rel_used):
+                self.relays[int(p)].behaviour = beh
+        for p in self._pick(relay_pts, inj.protected):
+            self.relays[int(p)].protected = True
+        # manual reads: kind per (point, day)
+        self.manual_kind: dict[tuple[int, int], str] = {}
+        manual = [p for p in range(P) if self.protocol[p] == "manual"]
+        for p in manual:
+            for d in range(self.sc.days + 1):
+                u = rng.random()
+                kind = "actual"
+                if u < inj.manual_skipped:
+                    kind = "skipped"
+                elif u < inj.manual_skipped + inj.manual_estimated:
+                    kind = "estimated"
+                elif u < inj.manual_skipped + inj.manual_estimated + inj.manual_mistyped:
+                    kind = "mistyped"
+                self.manual_kind[(p, d)] = kind
+        self.manual_reads: list[dict[str, Any]] = []
+
+    def _build_shapes(self) -> None:
+        sc = self.sc
+        lc = sc.load
+        C = self.C
+        if lc.source == "synthetic":
+            self.load_src: Any = shapes.SyntheticLoad(C, self.S, sc.seed, lc.daily_kwh_mean,
+                                                      lc.daily_kwh_spread)
+        elif lc.source == "ieee_eulv":
+            self.load_src = shapes.IeeeEulvLoad(Path(lc.path), C, self.S, sc.seed)
+        else:
+            self.load_src = shapes.SgscLoad(Path(lc.path), C, self.S, sc.seed)
+        self.pv_points = np.flatnonzero(self.has_pv)
+        kwp = self.kwp[self.pv_points]
+        if lc.pv_source == "synthetic":
+            self.pv_src: Any = shapes.SyntheticPv(kwp, self.true_area[self.pv_points],
+                                                  self.S, sc.seed)
+        else:
+            self.pv_src = shapes.AusgridPv(Path(lc.pv_path), kwp, self.S, sc.seed)
+        hours = (np.arange(self.S) + 0.5) * 24.0 / self.S
+        self.night = (hours >= 22.0) | (hours < 6.0)
+        self.tou = np.repeat(np.array(lc.tou_hours, dtype=np.int8) - 1, self.S // 24) \
+            if self.S >= 24 else np.array(lc.tou_hours[:: 24 // self.S], dtype=np.int8) - 1
+        rates = self.rng.uniform(sc.loss.rate_min, sc.loss.rate_max, self.A)
+        self.loss_rate_target = rates
+        self.loss_fixed = np.zeros(self.A)
+        self.loss_k = np.zeros(self.A)
+
+    # ---------------------------------------------------------------- time
+    def g_time(self, g: int) -> float:
+        """Epoch seconds of global slot boundary ``g``."""
+        return self.t0 + g * self.slot_s
+
+    def day_of(self, t: float) -> int:
+        """Index of the simulated day containing epoch ``t``."""
+        return int((t - self.t0) // 86400)
+
+    def day_date(self, d: int) -> date:
+        """Local date of day ``d``."""
+        return self.sc.start + timedelta(days=d)
+
+    def iso(self, t: float) -> str:
+        """Local ISO timestamp of epoch ``t``."""
+        return datetime.fromtimestamp(t, UTC).astimezone(self.zone).isoformat()
+
+    def clock_offset(self, p: int, t: float) -> float:
+        """The offset (meter time − true time, s) of point ``p``'s clock at ``t``."""
+        segs = self.clock.get(p)
+        if not segs:
+            return 0.0
+        i = bisect.bisect_right([s.t for s in segs], t) - 1
+        if i < 0:
+            return 0.0
+        s = segs[i]
+        return s.base + s.rate * (t - s.t) / 86400.0
+
+    def meter_time(self, p: int, t: float) -> datetime:
+        """The meter's own local time (naive) at true epoch ``t``."""
+        return (datetime.fromtimestamp(t + self.clock_offset(p, t) + self.utc_offset_s, UTC)
+                .replace(tzinfo=None))
+
+    def set_clock(self, p: int, t: float, to_local: datetime, *, max_step_s: float | None) -> bool:
+        """Set a meter's clock at true ``t`` to the naive local ``to_local``.
+
+        Args:
+            p: the point.
+            t: true epoch seconds of the command.
+            to_local: the time to set (naive local).
+            max_step_s: largest correction the meter accepts (broadcast sync), or None.
+
+        Returns:
+            True when the meter accepted the correction.
+        """
+        target = (to_local - datetime(1970, 1, 1)).total_seconds() - self.utc_offset_s
+        new_offset = target - t
+        step = new_offset - self.clock_offset(p, t)
+        if max_step_s is not None and abs(step) > max_step_s:
+            return False
+        rate = 0.0
+        segs = self.clock.setdefault(p, [])
+        if segs:
+            rate = segs[-1].rate if segs[-1].t <= t else 0.0
+        segs[:] = [s for s in segs if s.t <= t] + [ClockSegment(t, new_offset, rate)]
+        self.commands.append({"kind": "time_set", "point": p, "at": self.iso(t),
+                              "step_s": step})
+        # future freezes depend on the clock: recompute the computed days after t
+        self._invalidate_from(self.day_of(t))
+        return True
+
+    # --------------------------------------------------------------- physics
+    def _gain(self, d: int) -> F64:
+        g_mid = d * self.S + self.S // 2
+        days_since = np.maximum(0.0, (g_mid - self.eps_since) / self.S)
+        eps = self.eps_class.copy()
+        stepped = g_mid >= self.eps_since
+        eps = np.where(stepped, eps + self.eps0, eps)
+        eps = eps + self.eps_rate * days_since * (self.eps_since < NEVER)
+        out: F64 = 1.0 + eps
+        return out
+
+    def epsilon(self, p: int, d: int) -> float:
+        """The true relative error of point ``p``'s meter on day ``d``."""
+        return float(self._gain(d)[p] - 1.0)
+
+    def _active(self, since: NDArray[np.int64], d: int) -> NDArray[np.bool_]:
+        g = d * self.S + np.arange(self.S)
+        out: NDArray[np.bool_] = g[None, :] >= since[:, None]
+        return out
+
+    def _relay_closed_fraction(self, d: int) -> F64:
+        """Share of each slot each point's relay was closed (P, S)."""
+        frac = np.ones((self.P, self.S))
+        t0 = self.g_time(d * self.S)
+        lo_e = t0 + np.arange(self.S) * self.slot_s
+        hi_e = lo_e + self.slot_s
+        t1 = float(hi_e[-1])
+        for p, r in self.relays.items():
+            if not r.history:
+                continue
+            state = True
+            for t, closed in r.history:
+                if t <= t0:
+                    state = closed
+            inside = [(t, c) for t, c in r.history if t0 < t < t1]
+            if state and not inside:
+                continue
+            f = np.zeros(self.S)
+            cur_t, cur = t0, state
+            for t, closed in [*inside, (t1, state)]:
+                if cur:
+                    f += np.clip(np.minimum(hi_e, t) - np.maximum(lo_e, cur_t), 0.0, None)
+                cur_t, cur = t, closed
+            frac[p] = f / self.slot_s
+        return frac
+
+    def _compute_day(self, d: int) -> Day:
+        S, P, A = self.S, self.P, self.A
+        on = self.day_date(d)
+        cust = self.customers
+        load = np.zeros((P, S))
+        load[cust] = self.load_src.day(d, on)
+        pv = np.zeros((P, S))
+        if self.pv_points.size:
+            pv[self.pv_points] = self.pv_src.day(d, on)
+        # outages and open relays: no load, no generation (anti-islanding)
+        up = np.ones((A, S))
+        for a, (g0, g1) in self.outages.items():
+            g = d * S + np.arange(S)
+            up[a] = ~((g >= g0) & (g < g1))
+        avail = up[self.true_area] * self._relay_closed_fraction(d)
+        load *= avail
+        pv *= avail
+        net = load - pv
+        imp = np.maximum(net, 0.0)
+        exp = np.maximum(-net, 0.0)
+        thief = self._active(self.theft_since, d) & self.night[None, :]
+        theft = imp * self.theft_frac[:, None] * thief
+        imp = imp - theft
+        imp[:A] = 0.0
+        exp[:A] = 0.0
+        theft[:A] = 0.0
+        flow = np.zeros((A, S))
+        np.add.at(flow, self.true_area[cust], imp[cust] - exp[cust] + theft[cust])
+        if not self._calibrated:
+            # loss = fixed + k·flow²; fixed takes fixed_share of the target rate
+            mean_flow = np.abs(flow).mean(axis=1)
+            rate = self.loss_rate_target
+            fs = self.sc.loss.fixed_share
+            self.loss_fixed = rate * fs * mean_flow
+            sq = (flow**2).mean(axis=1)
+            self.loss_k = np.where(sq > 0, rate * (1 - fs) * mean_flow / np.maximum(sq, 1e-12),
+                                   0.0)
+            self._calibrated = True
+        loss = (self.loss_fixed[:, None] + self.loss_k[:, None] * flow**2) * up
+        supply = flow + loss
+        imp[:A] = np.maximum(supply, 0.0)
+        exp[:A] = np.maximum(-supply, 0.0)
+        # registration: error, stopped, reversed, CT
+        gain = self._gain(d)[:, None]
+        ct = np.repeat(self.ct_true[:, None], S, axis=1)
+        for p, (g0, _c1, c2) in self.ct_change.items():
+            ct[p, self._active(np.array([g0]), d)[0]] = c2
+        stopped = self._active(self.stopped_since, d)
+        rev = self._active(self.reversed_since, d)
+        fwd_meas = np.where(rev, exp, imp)
+        rev_meas = np.where(rev, imp, exp)
+        inc_fwd = np.where(stopped, 0.0, gain * fwd_meas / ct)
+        inc_rev = np.where(stopped, 0.0, gain * rev_meas / ct)
+        # tariff period by the meter's own clock at the day's start
+        shift = np.zeros(P, dtype=np.int64)
+        t_day = self.g_time(d * S)
+        for p in self.clock:
+            shift[p] = round(float(_fold(np.array(self.clock_offset(p, t_day)))) / self.slot_s)
+        tariff = self.tou[(np.arange(S)[None, :] + shift[:, None]) % S].astype(np.int8)
+        counted = ~self._active(self.tariff_mismatch_since, d) | (tariff != 2)
+        inc_tar = np.zeros((P, 4, S), dtype=np.float64)
+        for k in range(4):
+            inc_tar[:, k, :] = np.where((tariff == k) & counted, inc_fwd, 0.0)
+        cum_fwd = np.empty((P, S + 1))
+        cum_fwd[:, 0] = self._E_fwd
+        np.cumsum(inc_fwd, axis=1, out=cum_fwd[:, 1:])
+        cum_fwd[:, 1:] += self._E_fwd[:, None]
+        cum_rev = np.empty((P, S + 1))
+        cum_rev[:, 0] = self._E_rev
+        np.cumsum(inc_rev, axis=1, out=cum_rev[:, 1:])
+        cum_rev[:, 1:] += self._E_rev[:, None]
+        pci = np.empty((P, S + 1))
+        pci[:, 0] = self._Ephys_imp
+        np.cumsum(imp, axis=1, out=pci[:, 1:])
+        pci[:, 1:] += self._Ephys_imp[:, None]
+        pce = np.empty((P, S + 1))
+        pce[:, 0] = self._Ephys_exp
+        np.cumsum(exp, axis=1, out=pce[:, 1:])
+        pce[:, 1:] += self._Ephys_exp[:, None]
+        tar_start = self._E_tar.copy()
+        self._E_fwd = cum_fwd[:, -1].copy()
+        self._E_rev = cum_rev[:, -1].copy()
+        inc_tar32 = inc_tar.astype(np.float32)
+        self._E_tar = tar_start + inc_tar32.astype(np.float64).sum(axis=2)
+        self._Ephys_imp = pci[:, -1].copy()
+        self._Ephys_exp = pce[:, -1].copy()
+        # missing slot readings (delivery, not physics)
+        mrng = np.random.default_rng([self.sc.seed, 61, d])
+        missing = mrng.random((P, S)) < self.sc.injections.missing_slots
+        g = d * S + np.arange(S)
+        for p, (g0, g1) in self.offline.items():
+            missing[p] |= (g >= g0) & (g < g1)
+        for c, (g0, g1) in self.conc_offline.items():
+            pts = self.concentrators[c]["points"]
+            missing[pts] |= ((g >= g0) & (g < g1))[None, :]
+        totals: dict[str, F64] = {}
+        ta = self.true_area[cust]
+        totals["supply_import_kwh"] = imp[:A].sum(axis=1)
+        totals["supply_backfeed_kwh"] = exp[:A].sum(axis=1)
+        totals["customer_import_kwh"] = np.bincount(ta, imp[cust].sum(axis=1), minlength=A)
+        totals["customer_export_kwh"] = np.bincount(ta, exp[cust].sum(axis=1), minlength=A)
+        totals["technical_loss_kwh"] = loss.sum(axis=1)
+        totals["theft_kwh"] = np.bincount(ta, theft[cust].sum(axis=1), minlength=A)
+        totals["outage_slots"] = (up == 0).sum(axis=1).astype(np.float64)
+        return Day(d, cum_fwd, cum_rev, tar_start, inc_tar32, missing, totals,
+                   pci, pce)
+
+    def _state(self) -> tuple[F64, ...]:
+        return (self._E_fwd.copy(), self._E_rev.copy(), self._E_tar.copy(),
+                self._Ephys_imp.copy(), self._Ephys_exp.copy())
+
+    def _restore(self, st: tuple[F64, ...]) -> None:
+        self._E_fwd, self._E_rev, self._E_tar, self._Ephys_imp, self._Ephys_exp = (
+            x.copy() for x in st)
+
+    def _invalidate_from(self, d: int) -> None:
+        """Recompute days ``d`` onwards that are already computed (after a live change)."""
+        computed = sorted(k for k in self._day_start_state if k >= d)
+        if not computed:
+            return
+        self._restore(self._day_start_state[computed[0]])
+        for k in computed:
+            self._store_day(k)
+
+    def _store_day(self, d: int) -> None:
+        self._day_start_state[d] = self._state()
+        day = self._compute_day(d)
+        self.days[d] = day
+        self.area_days[d] = day.area_totals
+        self._apply_exchanges(day)
+        if d >= 1 and (d - 1) in self.days:
+            self.freezes[d] = self._compute_freeze(d)
+        elif d == 0:
+            self.freezes[0] = self._compute_freeze(0)
+        for old in [k for k in self.days if k < d - self.keep_days + 1]:
+            del self.days[old]
+        for old in [k for k in self._day_start_state if k < d - self.keep_days]:
+            del self._day_start_state[old]
+
+    def ensure_day(self, d: int) -> None:
+        """Compute days up to and including ``d + 1`` (the look-ahead holds the next freeze)."""
+        last = max(self._day_start_state, default=-1)
+        for k in range(last + 1, d + 2):
+            self._store_day(k)
+
+    def ensure_time(self, t: float) -> None:
+        """Compute everything needed to answer questions about epoch ``t``."""
+        self.ensure_day(max(0, self.day_of(t)))
+
+    # --------------------------------------------------------------- registers
+    def _apply_exchanges(self, day: Day) -> None:
+        for ex in self.exchanges:
+            g = ex["g"]
+            if g // self.S != day.index:
+                continue
+            s = g % self.S
+            p, old, new = ex["point"], ex["old"], ex["new"]
+            tar = day.tar_start[p] + day.inc_tar[p, :, :s].astype(np.float64).sum(axis=1)
+            e = np.array([day.cum_fwd[p, s], *tar, day.cum_rev[p, s]])
+            self.m_adj[new] = e
+            old_exact = self.m_base6[old] - self.m_adj[old] + e
+            ex["old_end"] = float(shown(old_exact[0]))
+            ex["old_end_rev"] = float(shown(old_exact[5]))
+            ex["new_start"] = float(self.m_base_fwd_a[new])
+
+    @property
+    def m_base6(self) -> F64:
+        """Starting readings of every meter: [total, t1..t4, reverse] (M, 6)."""
+        out: F64 = np.column_stack([self.m_base_fwd_a, self.m_base_tar_a, self.m_base_rev_a])
+        return out
+
+    def _locate(self, t: F64) -> tuple[NDArray[np.int64], NDArray[np.int64], F64]:
+        d = np.floor((t - self.t0) / 86400.0).astype(np.int64)
+        x = (t - (self.t0 + d * 86400.0)) / self.slot_s
+        s = np.clip(np.floor(x).astype(np.int64), 0, self.S - 1)
+        return d, s, x - s
+
+    def _point_cum_at(self, pts: NDArray[np.int64], t: F64) -> F64:
+        """Exact registered cumulative [total, t1..t4, reverse] of points at instants (n, 6).
+
+        The days holding the instants must be computed; instants before the run give zero.
+        """
+        out = np.zeros((pts.size, 6))
+        d, s, frac = self._locate(t)
+        for dd in np.unique(d):
+            if dd < 0:
+                continue
+            sel = np.flatnonzero(d == dd)
+            day = self.days[int(dd)]
+            p, ss, ff = pts[sel], s[sel], frac[sel]
+            cf, cr = day.cum_fwd, day.cum_rev
+            out[sel, 0] = cf[p, ss] + ff * (cf[p, ss + 1] - cf[p, ss])
+            out[sel, 5] = cr[p, ss] + ff * (cr[p, ss + 1] - cr[p, ss])
+            inc = day.inc_tar[p].astype(np.float64)  # (n, 4, S)
+            cs = np.concatenate([np.zeros((p.size, 4, 1)), np.cumsum(inc, axis=2)], axis=2)
+            idx = np.arange(p.size)
+            out[sel, 1:5] = (day.tar_start[p] + cs[idx, :, ss]
+                             + ff[:, None] * inc[idx, :, ss])
+        return out
+
+    def physical_cum(self, p: int, t: float) -> tuple[float, float]:
+        """Physical cumulative energy (forward, reverse, primary) through point ``p`` at ``t``."""
+        self.ensure_time(t)
+        d, s, f = self._locate(np.array([t]))
+        if d[0] < 0:
+            return 0.0, 0.0
+        day = self.days[int(d[0])]
+        a, b = day.phys_cum_imp[p], day.phys_cum_exp[p]
+        s0, f0 = int(s[0]), float(f[0])
+        return (float(a[s0] + f0 * (a[s0 + 1] - a[s0])), float(b[s0] + f0 * (b[s0 + 1] - b[s0])))
+
+    def _install_bounds(self) -> tuple[F64, F64]:
+        lo = np.where(self.m_install_a < 0, -np.inf, self.t0 + self.m_install_a * self.slot_s)
+        hi = np.where(self.m_remove_a >= NEVER, np.inf,
+                      self.t0 + np.minimum(self.m_remove_a, 2**40) * float(self.slot_s))
+        return lo, hi
+
+    def meter_installed(self, m: int, t: float) -> bool:
+        """True when meter ``m`` is installed at ``t``."""
+        lo, hi = self.m_install[m], self.m_remove[m]
+        return (lo < 0 or t >= self.g_time(lo)) and (hi >= NEVER or t < self.g_time(hi))
+
+    def registers_exact(self, m: int, t: float) -> F64:
+        """Meter ``m``'s exact unrolled registers at ``t``: [total, t1..t4, reverse]."""
+        self.ensure_time(t)
+        hi = self.m_remove[m]
+        if hi < NEVER:
+            t = min(t, self.g_time(hi))
+        lo = self.m_install[m]
+        if lo >= 0:
+            t = max(t, self.g_time(lo))
+        p = self.m_point[m]
+        out: F64 = self.m_base6[m] - self.m_adj[m] + self._point_cum_at(
+            np.array([p]), np.array([t]))[0]
+        return out
+
+    def registers(self, m: int, t: float) -> F64:
+        """What meter ``m``'s registers show at ``t`` (rolled over, truncated to 0.01 kWh)."""
+        out: F64 = shown(self.registers_exact(m, t))
+        return out
+
+    def _compute_freeze(self, b: int) -> Freeze:
+        """Freezes of every meter at local midnight ``b`` by its own clock."""
+        mid = self.g_time(b * self.S)
+        offs = np.zeros(self.P)
+        for p in self.clock:
+            offs[p] = self.clock_offset(p, mid)
+        inst_p = mid - _fold(offs)
+        if b == 0:
+            inst_p = np.maximum(inst_p, mid)
+        inst = inst_p[self.m_point_arr]
+        lo, hi = self._install_bounds()
+        valid = (inst >= lo) & (inst < hi)
+        exact = self.m_base6 - self.m_adj + self._point_cum_at(self.m_point_arr, inst)
+        exact[~valid] = np.nan
+        label = inst + offs[self.m_point_arr] + self.utc_offset_s
+        return Freeze(shown(exact), exact, inst, label, valid)
+
+    def freeze_before(self, m: int, t: float, n: int = 1) -> tuple[F64, float] | None:
+        """The ``n``-th most recent daily freeze of meter ``m`` taken before ``t``.
+
+        Returns:
+            (values [total, t1..t4, reverse], label as epoch seconds of the meter's naive local
+            time), or None when the meter holds no such freeze.
+        """
+        self.ensure_time(t)
+        found = 0
+        for b in sorted(self.freezes, reverse=True):
+            fz = self.freezes[b]
+            if fz.instant[m] <= t and fz.valid[m]:
+                found += 1
+                if found == n:
+                    return fz.values[m], float(fz.label[m])
+        return None
+
+    # ------------------------------------------------------------- delivery
+    def silent(self, m: int, t: float) -> bool:
+        """True when meter ``m`` does not answer at ``t`` (offline, missing slot, removed)."""
+        p = self.m_point[m]
+        if not self.meter_installed(m, t):
+            if self.m_remove[m] < NEVER and t >= self.g_time(self.m_remove[m]):
+                return m not in self.removed_reporting
+            return True
+        d = self.day_of(t)
+        if d < 0:
+            return False
+        self.ensure_day(d)
+        day = self.days.get(d)
+        if day is None:
+            return False
+        s = min(int((t - self.g_time(d * self.S)) / self.slot_s), self.S - 1)
+        return bool(day.missing[p, s])
+
+    def spike_at(self, m: int, g: int) -> float:
+        """Extra kWh a glitching meter reports at slot boundary ``g`` (0 when none)."""
+        return self.spikes.get(self.m_point[m], {}).get(g, 0.0)
+
+    def instantaneous(self, m: int, t: float) -> dict[str, float]:
+        """Voltage, current, power, power factor and frequency of meter ``m`` at ``t``."""
+        p = self.m_point[m]
+        d = max(0, self.day_of(t))
+        self.ensure_day(d)
+        day = self.days[d]
+        s = min(max(0, int((t - self.g_time(d * self.S)) / self.slot_s)), self.S - 1)
+        h = self.slot_s / 3600.0
+        kwh = (day.phys_cum_imp[p, s + 1] - day.phys_cum_imp[p, s]
+               - day.phys_cum_exp[p, s + 1] + day.phys_cum_exp[p, s])
+        kw = kwh / h / self.ct_true[p]
+        if not self.meter_installed(m, t):
+            kw = 0.0
+        rng = np.random.default_rng([self.sc.seed, 71, p, int(t // 60)])
+        v = float(np.round((230.0 if self.is_supply[p] else 220.0) + rng.normal(0, 3.0), 1))
+        if self.outage_at(p, t):
+            v = 0.0
+        pf = float(np.round(rng.uniform(0.85, 0.99), 3))
+        cur = abs(kw) * 1000.0 / (v * pf) if v > 0 else 0.0
+        if self.is_supply[p]:
+            cur /= 3.0
+        return {"voltage_a_v": v, "current_a_a": float(np.round(cur, 3)),
+                "active_power_total_kw": float(np.round(kw, 4)),
+                "power_factor_total": pf,
+                "frequency_hz": float(np.round(50.0 + rng.normal(0, 0.02), 2))}
+
+    def outage_at(self, p: int, t: float) -> bool:
+        """True when point ``p``'s area is in an outage at ``t``."""
+        a = int(self.true_area[p])
+        if a not in self.outages:
+            return False
+        g0, g1 = self.outages[a]
+        return self.g_time(g0) <= t < self.g_time(g1)
+
+    def power_down_count(self, p: int, t: float) -> int:
+        """Number of power-down events point ``p``'s meter recorded up to ``t``."""
+        a = int(self.true_area[p])
+        if a not in self.outages:
+            return 0
+        return int(t >= self.g_time(self.outages[a][0]))
+
+    # ------------------------------------------------------------------ relay
+    def relay_command(self, m: int, t: float, action: str) -> str:
+        """Apply a remote-control command to meter ``m`` at ``t``.
+
+        Args:
+            m: meter record.
+            t: epoch seconds.
+            action: ``trip``, ``close``, ``close_allowed``, ``protect`` or ``unprotect``.
+
+        Returns:
+            ``accepted``, ``refused_protected`` or ``no_relay``.
+        """
+        p = self.m_point[m]
+        r = self.relays.get(p)
+        if r is None:
+            return "no_relay"
+        self.commands.append({"kind": action, "point": p, "meter": self.m_number[m],
+                              "at": self.iso(t), "behaviour": r.behaviour})
+        if action == "protect":
+            r.protected = True
+            return "accepted"
+        if action == "unprotect":
+            r.protected = False
+            return "accepted"
+        if action == "trip" and r.protected:
+            return "refused_protected"
+        if r.behaviour == "ignore":
+            return "accepted"
+        want_closed = action != "trip"
+        r.command_trip = not want_closed
+        if r.behaviour == "stuck":
+            return "accepted"
+        delay = self.sc.injections.relay_late_s if r.behaviour == "late" else 0.0
+        if action == "close_allowed":
+            press = float(np.random.default_rng([self.sc.seed, 81, p, int(t)]).uniform(60, 1800))
+            r.close_allowed_at = t
+            self._relay_move(p, t + delay + press, True)
+        else:
+            self._relay_move(p, t + delay, want_closed)
+        return "accepted"
+
+    def _relay_move(self, p: int, at: float, closed: bool) -> None:
+        r = self.relays[p]
+        r.history = [h for h in r.history if h[0] < at] + [(at, closed)]
+        self._invalidate_from(max(0, self.day_of(at)))
+
+    def relay_status(self, m: int, t: float) -> tuple[bool, bool, bool]:
+        """(relay closed, command says trip, protected) of meter ``m`` at ``t``."""
+        p = self.m_point[m]
+        r = self.relays.get(p)
+        if r is None:
+            return True, False, False
+        closed = True
+        for at, state in r.history:
+            if at <= t:
+                closed = state
+        return closed, r.command_trip, r.protected
+
+    def status_word_3(self, m: int, t: float) -> int:
+        """Running status word 3 (protocols.md §8.4): bit4 relay open, bit6 trip, bit12 保电."""
+        closed, trip, prot = self.relay_status(m, t)
+        word = 0
+        if not closed:
+            word |= 1 << 4
+        if trip:
+            word |= 1 << 6
+        if trip and closed:
+            word |= 1 << 7
+        if prot:
+            word |= 1 << 12
+        return word
