@@ -169,6 +169,78 @@ def db_upgrade() -> None:
 
 
 
+@broker_app.command("up")
+def broker_up() -> None:
+    """Configure (once) and start the private Mosquitto (passwords, ACLs, persistence)."""
+    from meterhub.provision import broker
+    from meterhub.provision._util import ProvisionError
+
+    settings = load_settings()
+    if not settings.provisioned_broker:
+        sys.stdout.write("METERHUB_MQTT_URL is set: meterhub does not manage that broker\n")
+        return
+    try:
+        sys.stdout.write(f"up: {broker.up(settings)}\n")
+    except ProvisionError as exc:
+        raise _fail(str(exc), EXIT_UNREACHABLE) from None
+
+
+@broker_app.command("down")
+def broker_down() -> None:
+    """Stop the private Mosquitto gracefully (its queue is saved)."""
+    from meterhub.provision import broker
+
+    settings = load_settings()
+    if not settings.provisioned_broker:
+        sys.stdout.write("METERHUB_MQTT_URL is set: meterhub does not manage that broker\n")
+        return
+    sys.stdout.write("stopped\n" if broker.down(settings) else "not running\n")
+
+
+@broker_app.command("status")
+def broker_status() -> None:
+    """The broker's mqtt:// URL and whether it is up (exit 0 only then)."""
+    from meterhub.provision import broker
+    from meterhub.provision._util import ProvisionError, port_accepts
+
+    settings = load_settings()
+    try:
+        where = broker.url(settings)
+    except ProvisionError as exc:
+        sys.stdout.write(f"url: -\nup: no\nerror: {exc}\n")
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(where)
+    if settings.provisioned_broker:
+        is_up = broker.running_pid(settings) is not None
+    else:
+        is_up = port_accepts(parts.port or 1883, parts.hostname or "127.0.0.1", timeout=3)
+    sys.stdout.write(f"url: {where}\nup: {'yes' if is_up else 'no'}\n")
+    raise typer.Exit(EXIT_OK if is_up else EXIT_UNREACHABLE)
+
+
+@broker_app.command("add-client")
+def broker_add_client(
+    client_id: Annotated[str, typer.Argument(metavar="ID", help="Concentrator or collector id.")],
+    role: Annotated[str, typer.Option("--role", help="concentrator | collector")] = "concentrator",
+) -> None:
+    """Issue credentials (printed as JSON) and reload the broker's passwords and ACLs."""
+    from meterhub.provision import broker
+    from meterhub.provision._util import ProvisionError
+
+    settings = load_settings()
+    if not settings.provisioned_broker:
+        raise _fail("METERHUB_MQTT_URL is set: issue credentials on that broker", EXIT_USAGE)
+    try:
+        client = broker.add_client(settings, client_id, role)
+        where = broker.url(settings) if broker.port(settings) else None
+    except ProvisionError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    sys.stdout.write(json.dumps({"id": client.id, "role": client.role, "username": client.id,
+                                 "password": client.password, "url": where}) + "\n")
+
+
 @app.command()
 def decode(
     hexdata: Annotated[list[str], typer.Argument(metavar="HEX...", help="Frame bytes as hex.")],
