@@ -1,0 +1,956 @@
+"""Private numba kernels of the analytics core.
+
+Every function here is small and pure: it takes contiguous arrays and scalars, writes into
+output buffers handed in by its caller, does no I/O and reads no mutable globals. Optional
+inputs are passed as empty arrays of the same rank (shape ``(0, 0)`` or ``(0,)``), so one
+compiled signature serves every call. The public wrappers in ``analytics.lineloss``,
+``analytics.vee`` and ``analytics.meter_error`` validate and coerce the inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+#: fastmath flags for every kernel (one place, see HOUSE_STYLE R17). Off: NaN is data here.
+FASTMATH = False
+
+# ---------------------------------------------------------------------------------------------
+# Line loss
+# ---------------------------------------------------------------------------------------------
+
+#: Columns of the per-(area, period) accumulator filled by ``_line_loss_accumulate``.
+Q_SUPPLY = 0  # supply-side energy: supply meters' forward + customers' reverse
+Q_SALES = 1  # sales-side energy: customers' forward + supply meters' reverse
+Q_EST_SALES = 2  # the part of Q_SALES that comes from estimated register values
+Q_MISS_SUPPLY = 3  # supply-side terms missing (no value, actual or estimated)
+Q_MISS_SALES = 4  # sales-side terms missing
+Q_SUPPLY_NOT_ACTUAL = 5  # supply-meter terms that are missing or estimated
+Q_N_SUPPLY = 6  # supply-meter terms in the area (any value or none)
+Q_CUST_TOTAL = 7  # customer terms expected
+Q_CUST_PRESENT = 8  # customer terms present (actual or estimated)
+N_Q = 9
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _wrapped_delta(start, end, modulus):
+    """Register difference with rollover; NaN for a missing end or a register that went back.
+
+    A decrease counts as a rollover when it exceeds half the register's span (``modulus``);
+    a smaller decrease is negative consumption, a fault, and gives NaN.
+    """
+    d = end - start
+    if d >= 0.0:
+        return d
+    if modulus > 0.0 and -d > 0.5 * modulus:
+        return d + modulus
+    return np.nan
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _term_energy(reg, m, p, modulus, ex_ptr, ex_period, ex_old_end, ex_new_start):
+    """Energy (register units) of meter ``m`` over period ``p``, meter exchanges included."""
+    start = reg[m, p]
+    end = reg[m, p + 1]
+    if np.isnan(start) or np.isnan(end):
+        return np.nan
+    if ex_ptr.shape[0] > 0:
+        lo = ex_ptr[m]
+        hi = ex_ptr[m + 1]
+        if lo < hi:
+            total = 0.0
+            seg_start = start
+            for k in range(lo, hi):
+                if ex_period[k] != p:
+                    continue
+                d = _wrapped_delta(seg_start, ex_old_end[k], modulus)
+                total += d
+                seg_start = ex_new_start[k]
+            d = _wrapped_delta(seg_start, end, modulus)
+            return total + d
+    return _wrapped_delta(start, end, modulus)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _add_term(acc, a, p, e, estimated, is_supply, supply_side):
+    """Accumulate one term of the balance into ``acc[a, p]``."""
+    if is_supply:
+        acc[a, p, Q_N_SUPPLY] += 1.0
+        if np.isnan(e):
+            acc[a, p, Q_SUPPLY_NOT_ACTUAL] += 1.0
+            if supply_side:
+                acc[a, p, Q_MISS_SUPPLY] += 1.0
+            else:
+                acc[a, p, Q_MISS_SALES] += 1.0
+            return
+        if estimated:
+            acc[a, p, Q_SUPPLY_NOT_ACTUAL] += 1.0
+    else:
+        acc[a, p, Q_CUST_TOTAL] += 1.0
+        if np.isnan(e):
+            if supply_side:
+                acc[a, p, Q_MISS_SUPPLY] += 1.0
+            else:
+                acc[a, p, Q_MISS_SALES] += 1.0
+            return
+        acc[a, p, Q_CUST_PRESENT] += 1.0
+    if supply_side:
+        acc[a, p, Q_SUPPLY] += e
+    else:
+        acc[a, p, Q_SALES] += e
+        if estimated:
+            acc[a, p, Q_EST_SALES] += e
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
+def _line_loss_accumulate(
+    fwd,
+    rev,
+    fwd_est,
+    rev_est,
+    order,
+    seg_ptr,
+    is_supply,
+    multiplier,
+    bidirectional,
+    modulus,
+    ex_ptr,
+    ex_period,
+    ex_old_end,
+    ex_new_start,
+    ex_old_end_rev,
+    ex_new_start_rev,
+    acc,
+):
+    """Sum each area's balance terms per period.
+
+    Args:
+        fwd: (M, P+1) forward registers at period boundaries, NaN missing.
+        rev: (M, P+1) reverse registers, or (0, 0) when no meter is bidirectional.
+        fwd_est: (M, P+1) bool, True where a forward value is an estimate, or (0, 0).
+        rev_est: like ``fwd_est`` for ``rev``.
+        order: (M,) meter indices grouped by area; ``seg_ptr`` (A+1) delimits each area.
+        is_supply: (M,) bool, the area's supply (summary) meters.
+        multiplier: (M,) CT × PT.
+        bidirectional: (M,) bool, the meter has a reverse term.
+        modulus: (M,) register span at which it rolls over to zero, 0 for none.
+        ex_ptr: (M+1,) offsets into the exchange arrays (sorted by meter, period), or (0,).
+        ex_period: exchange period index.
+        ex_old_end: the old meter's forward register at removal.
+        ex_new_start: the new meter's forward register at installation.
+        ex_old_end_rev: as ``ex_old_end`` for the reverse register.
+        ex_new_start_rev: as ``ex_new_start`` for the reverse register.
+        acc: (A, P, N_Q) output, zeroed by the caller.
+    """
+    n_areas = seg_ptr.shape[0] - 1
+    n_periods = fwd.shape[1] - 1
+    has_rev = rev.shape[0] > 0
+    has_fe = fwd_est.shape[0] > 0
+    has_re = rev_est.shape[0] > 0
+    for a in prange(n_areas):
+        for k in range(seg_ptr[a], seg_ptr[a + 1]):
+            m = order[k]
+            sup = is_supply[m]
+            mult = multiplier[m]
+            mod = modulus[m]
+            bidi = bidirectional[m] and has_rev
+            for p in range(n_periods):
+                e = _term_energy(fwd, m, p, mod, ex_ptr, ex_period, ex_old_end, ex_new_start)
+                est = has_fe and (fwd_est[m, p] or fwd_est[m, p + 1])
+                _add_term(acc, a, p, e * mult, est, sup, sup)
+                if bidi:
+                    e = _term_energy(
+                        rev, m, p, mod, ex_ptr, ex_period, ex_old_end_rev, ex_new_start_rev
+                    )
+                    est = has_re and (rev_est[m, p] or rev_est[m, p + 1])
+                    _add_term(acc, a, p, e * mult, est, sup, not sup)
+
+
+# ---------------------------------------------------------------------------------------------
+# VEE: validation
+# ---------------------------------------------------------------------------------------------
+
+#: Rule columns of the per-meter flag counts (order of ``analytics.vee.RULES``).
+R_GAP = 0
+R_DUPLICATE = 1
+R_CLOCK_TOLERANCE = 2
+R_TIME_RESET = 3
+R_NEGATIVE = 4
+R_ROLLOVER = 5
+R_SPIKE = 6
+R_HIGH = 7
+R_LOW = 8
+R_ZERO = 9
+R_ZERO_OUTAGE = 10
+R_REG_VS_INT = 11
+R_TOTAL_VS_TARIFFS = 12
+R_MULTIPLIER_CHANGE = 13
+R_READ_AFTER_REMOVAL = 14
+N_RULES = 15
+
+#: Columns of the per-meter completeness summary.
+C_FIRST = 0
+C_LAST = 1
+C_EXPECTED = 2
+C_RECEIVED = 3
+C_GAPS = 4
+C_GAP_MAX = 5
+C_ESTIMATED = 6
+N_C = 7
+
+#: Positions in the ``params`` vector of ``_vee_intervals``.
+P_SPIKE_RATIO = 0
+P_SPIKE_MIN = 1
+P_HIGH_FACTOR = 2
+P_LOW_FACTOR = 3
+P_HISTORY_MIN = 4
+P_REG_ABS_TOL = 5
+P_REG_REL_TOL = 6
+N_P = 7
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _vee_interval_row(
+    x, m, spd, reg, modulus, outage, history, removed_slot, estimated, params, counts, summ,
+    slot_flags, day_flags,
+):
+    """Validate one meter's interval row (see ``_vee_intervals``)."""
+    n_slots = x.shape[1]
+    n_days = n_slots // spd
+    has_reg = reg.shape[0] > 0
+    has_out = outage.shape[0] > 0
+    has_hist = history.shape[0] > 0
+    hist_by_day = history.shape[1] > 1
+    has_est = estimated.shape[0] > 0
+    has_sf = slot_flags.shape[0] > 0
+    spike_ratio = params[P_SPIKE_RATIO]
+    spike_min = params[P_SPIKE_MIN]
+    high_f = params[P_HIGH_FACTOR]
+    low_f = params[P_LOW_FACTOR]
+    hist_min = params[P_HISTORY_MIN]
+    reg_abs = params[P_REG_ABS_TOL]
+    reg_rel = params[P_REG_REL_TOL]
+    removed = removed_slot[m]
+
+    first = -1
+    last = -1
+    received = 0
+    gaps = 0
+    gap_max = 0
+    run = 0
+    n_gap_slots = 0
+    n_neg = 0
+    n_after = 0
+    n_est = 0
+    for d in range(n_days):
+        day_sum = 0.0
+        n_recv = 0
+        n_nonzero = 0
+        any_out = False
+        t1 = -np.inf
+        t2 = -np.inf
+        t3 = -np.inf
+        i1 = -1
+        base = d * spd
+        for j in range(spd):
+            s = base + j
+            v = x[m, s]
+            if has_est and estimated[m, s]:
+                n_est += 1
+            if has_out and outage[m, s]:
+                any_out = True
+            if np.isnan(v):
+                if first >= 0:
+                    run += 1
+                continue
+            # an actual value
+            if first < 0:
+                first = s
+            elif run > 0:
+                gaps += 1
+                n_gap_slots += run
+                if run > gap_max:
+                    gap_max = run
+                if has_sf:
+                    for g in range(s - run, s):
+                        slot_flags[m, g] |= np.uint16(1 << R_GAP)
+                run = 0
+            last = s
+            received += 1
+            n_recv += 1
+            day_sum += v
+            if v != 0.0:
+                n_nonzero += 1
+            if v < 0.0:
+                n_neg += 1
+                if has_sf:
+                    slot_flags[m, s] |= np.uint16(1 << R_NEGATIVE)
+            if removed >= 0 and s >= removed:
+                n_after += 1
+                if has_sf:
+                    slot_flags[m, s] |= np.uint16(1 << R_READ_AFTER_REMOVAL)
+            if v > t1:
+                t3 = t2
+                t2 = t1
+                t1 = v
+                i1 = s
+            elif v > t2:
+                t3 = t2
+                t2 = v
+            elif v > t3:
+                t3 = v
+        if n_recv == 0:
+            continue
+        # daily rules
+        if n_nonzero == 0:
+            if any_out:
+                counts[m, R_ZERO_OUTAGE] += 1
+                day_flags[m, d] |= np.uint16(1 << R_ZERO_OUTAGE)
+            else:
+                counts[m, R_ZERO] += 1
+                day_flags[m, d] |= np.uint16(1 << R_ZERO)
+        if n_recv >= 3 and t1 >= spike_min and t1 > spike_ratio * t3:
+            counts[m, R_SPIKE] += 1
+            day_flags[m, d] |= np.uint16(1 << R_SPIKE)
+            if has_sf:
+                slot_flags[m, i1] |= np.uint16(1 << R_SPIKE)
+        complete = n_recv == spd
+        if complete and has_hist:
+            ref = history[m, d] if hist_by_day else history[m, 0]
+            if ref >= hist_min and not np.isnan(ref):
+                if day_sum > high_f * ref:
+                    counts[m, R_HIGH] += 1
+                    day_flags[m, d] |= np.uint16(1 << R_HIGH)
+                elif n_nonzero > 0 and day_sum < low_f * ref:
+                    counts[m, R_LOW] += 1
+                    day_flags[m, d] |= np.uint16(1 << R_LOW)
+        if complete and has_reg:
+            delta = _wrapped_delta(reg[m, d], reg[m, d + 1], modulus[m])
+            if not np.isnan(delta) and abs(delta - day_sum) > reg_abs + reg_rel * abs(delta):
+                counts[m, R_REG_VS_INT] += 1
+                day_flags[m, d] |= np.uint16(1 << R_REG_VS_INT)
+    counts[m, R_GAP] += n_gap_slots
+    counts[m, R_NEGATIVE] += n_neg
+    counts[m, R_READ_AFTER_REMOVAL] += n_after
+    summ[m, C_FIRST] = first
+    summ[m, C_LAST] = last
+    summ[m, C_EXPECTED] = last - first + 1 if first >= 0 else 0
+    summ[m, C_RECEIVED] = received
+    summ[m, C_GAPS] = gaps
+    summ[m, C_GAP_MAX] = gap_max
+    summ[m, C_ESTIMATED] = n_est
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
+def _vee_intervals(
+    x, spd, reg, modulus, outage, history, removed_slot, estimated, params, counts, summ,
+    slot_flags, day_flags,
+):
+    """Validate interval rows: completeness, slot rules and daily rules.
+
+    Args:
+        x: (M, S) interval energy, NaN missing; S a whole number of days of ``spd`` slots.
+        spd: slots per day.
+        reg: (M, D+1) energy register at day boundaries, or (0, 0).
+        modulus: (M,) register rollover span, 0 for none.
+        outage: (M, S) bool supply outage, or (0, 0).
+        history: (M, 1) or (M, D) expected daily energy, NaN unknown, or (0, 0).
+        removed_slot: (M,) first slot after the meter's removal, -1 if installed.
+        estimated: (M, S) bool, slots holding an estimate, or (0, 0).
+        params: float parameters (``P_*``).
+        counts: (M, N_RULES) int64 output (added to).
+        summ: (M, N_C) int64 output.
+        slot_flags: (M, S) uint16 output (bit per rule), or (0, 0) to skip.
+        day_flags: (M, D) uint16 output (bit per daily rule).
+    """
+    for m in prange(x.shape[0]):
+        _vee_interval_row(
+            x, m, spd, reg, modulus, outage, history, removed_slot, estimated, params, counts,
+            summ, slot_flags, day_flags,
+        )
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
+def _vee_registers(reg, modulus, tariffs, tariff_tol, mult_obs, counts, day_flags):
+    """Register rules per period: negative consumption, rollover, 示值不平, multiplier change.
+
+    Args:
+        reg: (M, P+1) total energy register at period boundaries, NaN missing.
+        modulus: (M,) rollover span, 0 for none.
+        tariffs: (M, T, P+1) tariff registers at the same instants, or (0, 0, 0).
+        tariff_tol: allowed |total − Σ tariffs| in register units.
+        mult_obs: (M, P) multiplier in force per period (NaN unknown), or (0, 0).
+        counts: (M, N_RULES) int64 output (added to).
+        day_flags: (M, P) uint16 output.
+    """
+    n_p = reg.shape[1] - 1
+    has_t = tariffs.shape[0] > 0
+    has_m = mult_obs.shape[0] > 0
+    for m in prange(reg.shape[0]):
+        mod = modulus[m]
+        for p in range(n_p):
+            a = reg[m, p]
+            b = reg[m, p + 1]
+            if not (np.isnan(a) or np.isnan(b)) and b < a:
+                if mod > 0.0 and a - b > 0.5 * mod:
+                    counts[m, R_ROLLOVER] += 1
+                    day_flags[m, p] |= np.uint16(1 << R_ROLLOVER)
+                else:
+                    counts[m, R_NEGATIVE] += 1
+                    day_flags[m, p] |= np.uint16(1 << R_NEGATIVE)
+            if has_m and p > 0:
+                u = mult_obs[m, p - 1]
+                w = mult_obs[m, p]
+                if not (np.isnan(u) or np.isnan(w)) and u != w:
+                    counts[m, R_MULTIPLIER_CHANGE] += 1
+                    day_flags[m, p] |= np.uint16(1 << R_MULTIPLIER_CHANGE)
+        if has_t:
+            for p in range(n_p + 1):
+                tot = reg[m, p]
+                if np.isnan(tot):
+                    continue
+                s = 0.0
+                ok = True
+                for t in range(tariffs.shape[1]):
+                    v = tariffs[m, t, p]
+                    if np.isnan(v):
+                        ok = False
+                        break
+                    s += v
+                if ok and abs(tot - s) > tariff_tol:
+                    counts[m, R_TOTAL_VS_TARIFFS] += 1
+                    if p < n_p:
+                        day_flags[m, p] |= np.uint16(1 << R_TOTAL_VS_TARIFFS)
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
+def _vee_clock(offset_s, tolerance_s, reset_s, counts):
+    """Clock rules over each meter's sequence of clock checks (seconds meter − master, NaN none).
+
+    ``clock_tolerance`` counts checks beyond ``tolerance_s``; ``time_reset`` counts steps
+    between consecutive checks larger than ``reset_s`` (the clock was set or jumped).
+    """
+    for m in prange(offset_s.shape[0]):
+        prev = np.nan
+        for k in range(offset_s.shape[1]):
+            v = offset_s[m, k]
+            if np.isnan(v):
+                continue
+            if abs(v) > tolerance_s:
+                counts[m, R_CLOCK_TOLERANCE] += 1
+            if not np.isnan(prev) and abs(v - prev) > reset_s:
+                counts[m, R_TIME_RESET] += 1
+            prev = v
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _collate_long(meter, slot, value, out, dup_diff, dup_same):
+    """Place long-format readings, sorted by (meter, slot), into a (M, S) matrix.
+
+    The first value of a slot is kept; a later *different* value counts once per slot in
+    ``dup_diff``, an identical re-delivery in ``dup_same``.
+    """
+    n = meter.shape[0]
+    k = 0
+    while k < n:
+        m = meter[k]
+        s = slot[k]
+        v = value[k]
+        out[m, s] = v
+        differs = False
+        j = k + 1
+        while j < n and meter[j] == m and slot[j] == s:
+            w = value[j]
+            if w != v and not (np.isnan(w) and np.isnan(v)):
+                differs = True
+            else:
+                dup_same[m] += 1
+            j += 1
+        if differs:
+            dup_diff[m] += 1
+        k = j
+
+
+# ---------------------------------------------------------------------------------------------
+# VEE: estimation
+# ---------------------------------------------------------------------------------------------
+
+M_NONE = 0
+M_LINEAR = 1
+M_LIKE_DAY = 2
+REASON_NONE = 0
+REASON_COMMS = 1
+REASON_OUTAGE = 2
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
+def _estimate_intervals(
+    x, spd, max_linear, n_like, max_weeks, outage, reg, modulus, est, method, reason
+):
+    """Fill missing interval slots: linear for short gaps, like-day beyond.
+
+    Args:
+        x: (M, S) actual interval energy, NaN missing (never written).
+        spd: slots per day (S a multiple of it).
+        max_linear: longest gap (slots) filled by linear interpolation between its neighbours.
+        n_like: like days averaged (3).
+        max_weeks: how many weeks back and forth to look for like days.
+        outage: (M, S) bool, or (0, 0); outage days are not like days, outage slots get
+            reason ``REASON_OUTAGE``.
+        reg: (M, D+1) registers at day boundaries, or (0, 0): like-day estimates of a day are
+            scaled so the day adds up to its register delta.
+        modulus: (M,) register rollover span.
+        est: (M, S) output, NaN where nothing was estimated.
+        method: (M, S) int8 output (``M_*``).
+        reason: (M, S) int8 output (``REASON_*``).
+    """
+    n_slots = x.shape[1]
+    n_days = n_slots // spd
+    has_out = outage.shape[0] > 0
+    has_reg = reg.shape[0] > 0
+    for m in prange(x.shape[0]):
+        clean = np.ones(n_days, dtype=np.bool_)
+        for d in range(n_days):
+            for j in range(d * spd, (d + 1) * spd):
+                if np.isnan(x[m, j]) or (has_out and outage[m, j]):
+                    clean[d] = False
+                    break
+        like_days = np.empty(n_like, dtype=np.int64)
+        s = 0
+        while s < n_slots:
+            if not np.isnan(x[m, s]):
+                s += 1
+                continue
+            e = s
+            while e < n_slots and np.isnan(x[m, e]):
+                e += 1
+            n_run = e - s
+            if n_run <= max_linear and s > 0 and e < n_slots:
+                a = x[m, s - 1]
+                b = x[m, e]
+                for k in range(s, e):
+                    est[m, k] = a + (b - a) * (k - s + 1) / (n_run + 1)
+                    method[m, k] = M_LINEAR
+                    reason[m, k] = REASON_OUTAGE if has_out and outage[m, k] else REASON_COMMS
+            else:
+                for k in range(s, e):
+                    d = k // spd
+                    j = k - d * spd
+                    n_found = 0
+                    for w in range(1, max_weeks + 1):
+                        for sign in (-1, 1):
+                            dd = d + sign * 7 * w
+                            if n_found < n_like and 0 <= dd < n_days and clean[dd]:
+                                like_days[n_found] = dd
+                                n_found += 1
+                        if n_found >= n_like:
+                            break
+                    if n_found == 0:
+                        continue
+                    acc = 0.0
+                    for i in range(n_found):
+                        acc += x[m, like_days[i] * spd + j]
+                    est[m, k] = acc / n_found
+                    method[m, k] = M_LIKE_DAY
+                    reason[m, k] = REASON_OUTAGE if has_out and outage[m, k] else REASON_COMMS
+            s = e
+        if has_reg:
+            for d in range(n_days):
+                delta = _wrapped_delta(reg[m, d], reg[m, d + 1], modulus[m])
+                if np.isnan(delta):
+                    continue
+                fixed = 0.0
+                like = 0.0
+                n_like_slots = 0
+                for k in range(d * spd, (d + 1) * spd):
+                    if not np.isnan(x[m, k]):
+                        fixed += x[m, k]
+                    elif method[m, k] == M_LINEAR:
+                        fixed += est[m, k]
+                    elif method[m, k] == M_LIKE_DAY:
+                        like += est[m, k]
+                        n_like_slots += 1
+                rest = delta - fixed
+                if n_like_slots == 0 or rest < 0.0:
+                    continue
+                for k in range(d * spd, (d + 1) * spd):
+                    if method[m, k] == M_LIKE_DAY:
+                        if like > 0.0:
+                            est[m, k] *= rest / like
+                        else:
+                            est[m, k] = rest / n_like_slots
+
+
+# ---------------------------------------------------------------------------------------------
+# VEE: manual-read screening (估抄 / 漏抄 / 错抄)
+# ---------------------------------------------------------------------------------------------
+
+EV_PLUS_AVERAGE = 0
+EV_ROUND = 1
+EV_SAME_INCREMENT = 2
+EV_MISSING = 3
+EV_COPIED = 4
+EV_TIMES_TEN = 5
+EV_TRANSPOSED = 6
+EV_CATCH_UP = 7
+N_EV = 8
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _swap_close(value, target, tol):
+    """True when swapping two adjacent digits of ``value``'s integer part lands near target."""
+    iv = np.int64(np.floor(value))
+    frac = value - iv
+    digits = np.empty(20, dtype=np.int64)
+    n = 0
+    t = iv
+    while t > 0 and n < 20:
+        digits[n] = t % 10
+        t //= 10
+        n += 1
+    for i in range(n - 1):
+        if digits[i] == digits[i + 1]:
+            continue
+        # swap digit i and i+1 (positions counted from the right)
+        p_i = 10.0**i
+        p_j = 10.0 ** (i + 1)
+        swapped = iv - digits[i] * p_i - digits[i + 1] * p_j + digits[i + 1] * p_i
+        swapped += digits[i] * p_j
+        if abs(swapped + frac - target) <= tol:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
+def _screen_reads(reads, min_history, avg_tol, rel_tol, scores, evidence):
+    """Score manual register reads for 估抄, 漏抄 and 错抄.
+
+    Args:
+        reads: (M, K) reads in date order, NaN for a read not delivered.
+        min_history: increments needed before a read is judged against the average.
+        avg_tol: absolute tolerance (register units) for "equals previous + average".
+        rel_tol: relative tolerance for a read being "far" from / "near" the expectation.
+        scores: (M, K, 3) output: estimated, skipped, error scores in [0, 1].
+        evidence: (M, K) uint16 output, bit ``EV_*`` per finding.
+    """
+    n_k = reads.shape[1]
+    for m in prange(reads.shape[0]):
+        incs = np.full(n_k, np.nan)
+        prev_idx = -1
+        for k in range(n_k):
+            r = reads[m, k]
+            if np.isnan(r):
+                continue
+            if prev_idx >= 0:
+                incs[k] = (r - reads[m, prev_idx]) / (k - prev_idx)
+            prev_idx = k
+        prev_idx = -1
+        for k in range(n_k):
+            r = reads[m, k]
+            # history: average of earlier increments
+            s = 0.0
+            n = 0
+            for i in range(k):
+                if not np.isnan(incs[i]) and incs[i] >= 0.0:
+                    s += incs[i]
+                    n += 1
+            avg = s / n if n > 0 else np.nan
+            if np.isnan(r):
+                if prev_idx >= 0 and k + 1 < n_k and n > 0:
+                    scores[m, k, 1] = 1.0
+                    evidence[m, k] |= np.uint16(1 << EV_MISSING)
+                continue
+            if prev_idx < 0:
+                prev_idx = k
+                continue
+            gap = k - prev_idx
+            prev = reads[m, prev_idx]
+            inc = incs[k]
+            est_score = 0.0
+            if n >= min_history and avg > 0.0:
+                expected = prev + avg * gap
+                near = max(avg_tol, rel_tol * avg * gap)
+                if abs(r - expected) <= avg_tol:
+                    est_score += 0.5
+                    evidence[m, k] |= np.uint16(1 << EV_PLUS_AVERAGE)
+                if inc == 0.0:
+                    scores[m, k, 1] = 1.0
+                    evidence[m, k] |= np.uint16(1 << EV_COPIED)
+                far = abs(r - expected) > max(avg_tol, 0.5 * avg * gap)
+                if far:
+                    if abs(r * 10.0 - expected) <= near or abs(r / 10.0 - expected) <= near:
+                        scores[m, k, 2] = 1.0
+                        evidence[m, k] |= np.uint16(1 << EV_TIMES_TEN)
+                    elif _swap_close(r, expected, near):
+                        scores[m, k, 2] = 1.0
+                        evidence[m, k] |= np.uint16(1 << EV_TRANSPOSED)
+                # a low read that the next read catches up
+                nxt = -1
+                for i in range(k + 1, n_k):
+                    if not np.isnan(reads[m, i]):
+                        nxt = i
+                        break
+                if nxt > 0 and inc < 0.5 * avg:
+                    inc2 = incs[nxt]
+                    both = (r - prev) + (reads[m, nxt] - r)
+                    span = avg * (nxt - prev_idx)
+                    if inc2 > 1.5 * avg and abs(both - span) <= 0.5 * span:
+                        scores[m, k, 2] = max(scores[m, k, 2], 0.8)
+                        est_score += 0.3
+                        evidence[m, k] |= np.uint16(1 << EV_CATCH_UP)
+            frac = r - np.floor(r)
+            if frac == 0.0 and r % 10.0 == 0.0 and r > 0.0:
+                est_score += 0.3 if r % 100.0 == 0.0 else 0.2
+                evidence[m, k] |= np.uint16(1 << EV_ROUND)
+            if k >= 1 and not np.isnan(inc) and inc > 0.0:
+                p_inc = incs[prev_idx]
+                if not np.isnan(p_inc) and abs(inc - p_inc) <= 1e-9 * max(1.0, inc):
+                    est_score += 0.3
+                    evidence[m, k] |= np.uint16(1 << EV_SAME_INCREMENT)
+            scores[m, k, 0] = min(est_score, 1.0)
+            prev_idx = k
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-meter error from the area balance
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _design(y, e, z, use_meter, fixed_meter, use_slot, xmat, yvec):
+    """Build the compact design matrix of the balance fit.
+
+    Args:
+        y: (T,) supply energy per slot.
+        e: (N, T) customers' registered energy per slot.
+        z: (T,) load-squared proxy.
+        use_meter: (N,) bool, meters with a coefficient.
+        fixed_meter: (N,) bool, meters taken at θ = 1 (light load): subtracted from y.
+        use_slot: (T,) bool, slots in the fit.
+        xmat: (P, T') output rows: one per used meter, then a constant row and the z row.
+        yvec: (T',) output.
+    """
+    n, t_all = e.shape
+    col = 0
+    for t in range(t_all):
+        if not use_slot[t]:
+            continue
+        v = y[t]
+        for i in range(n):
+            if fixed_meter[i]:
+                v -= e[i, t]
+        yvec[col] = v
+        row = 0
+        for i in range(n):
+            if use_meter[i]:
+                xmat[row, col] = e[i, t]
+                row += 1
+        xmat[row, col] = 1.0
+        xmat[row + 1, col] = z[t]
+        col += 1
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
+def _gram(xmat, yvec, xtx, xty):
+    """X Xᵀ and X y of a row-major design (rows are regressors)."""
+    p = xmat.shape[0]
+    t = xmat.shape[1]
+    for i in prange(p):
+        for j in range(i, p):
+            s = 0.0
+            for k in range(t):
+                s += xmat[i, k] * xmat[j, k]
+            xtx[i, j] = s
+            xtx[j, i] = s
+        s = 0.0
+        for k in range(t):
+            s += xmat[i, k] * yvec[k]
+        xty[i] = s
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _cholesky(a):
+    """In-place lower Cholesky factor of a symmetric positive definite matrix; False if not."""
+    n = a.shape[0]
+    for j in range(n):
+        s = a[j, j]
+        for k in range(j):
+            s -= a[j, k] * a[j, k]
+        if s <= 0.0:
+            return False
+        d = np.sqrt(s)
+        a[j, j] = d
+        for i in range(j + 1, n):
+            s = a[i, j]
+            for k in range(j):
+                s -= a[i, k] * a[j, k]
+            a[i, j] = s / d
+    for j in range(n):
+        for i in range(j):
+            a[i, j] = 0.0
+    return True
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _chol_solve(lower, b, out):
+    """Solve L Lᵀ x = b with the factor from ``_cholesky``."""
+    n = lower.shape[0]
+    for i in range(n):
+        s = b[i]
+        for k in range(i):
+            s -= lower[i, k] * out[k]
+        out[i] = s / lower[i, i]
+    for i in range(n - 1, -1, -1):
+        s = out[i]
+        for k in range(i + 1, n):
+            s -= lower[k, i] * out[k]
+        out[i] = s / lower[i, i]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _ridge_solve(xtx, xty, yty, n_obs, n_meter, ridge, beta, var):
+    """Ridge towards θ = 1 for the first ``n_meter`` coefficients; others unpenalised.
+
+    Columns are scaled to unit diagonal before factorising. The penalty on meter i is
+    ``ridge · (XᵀX)_ii · (θ_i − 1)²``. ``var`` receives the diagonal of s² (XᵀX + Λ)⁻¹ with
+    s² the residual variance. Returns s², or NaN when the system is singular.
+    """
+    p = xtx.shape[0]
+    scale = np.empty(p)
+    for i in range(p):
+        scale[i] = np.sqrt(xtx[i, i]) if xtx[i, i] > 0.0 else 1.0
+    a = np.empty((p, p))
+    b = np.empty(p)
+    for i in range(p):
+        for j in range(p):
+            a[i, j] = xtx[i, j] / (scale[i] * scale[j])
+        b[i] = xty[i] / scale[i]
+        if i < n_meter:
+            a[i, i] += ridge
+            b[i] += ridge * scale[i]  # prior θ = 1 in scaled units
+    # tiny jitter keeps an all-zero regressor from breaking the factorisation
+    for i in range(p):
+        a[i, i] += 1e-12
+    if not _cholesky(a):
+        return np.nan
+    sol = np.empty(p)
+    _chol_solve(a, b, sol)
+    for i in range(p):
+        beta[i] = sol[i] / scale[i]
+    # residual sum of squares from the normal equations
+    rss = yty
+    for i in range(p):
+        rss -= 2.0 * beta[i] * xty[i]
+        for j in range(p):
+            rss += beta[i] * xtx[i, j] * beta[j]
+    dof = n_obs - p
+    s2 = max(rss, 0.0) / dof if dof > 0 else np.nan
+    unit = np.zeros(p)
+    col = np.empty(p)
+    for i in range(p):
+        unit[:] = 0.0
+        unit[i] = 1.0
+        _chol_solve(a, unit, col)
+        var[i] = s2 * col[i] / (scale[i] * scale[i])
+    return s2
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _rls(xmat, yvec, lam, delta, theta0, every, traj):
+    """Recursive least squares with forgetting factor ``lam`` over the design columns.
+
+    Args:
+        xmat: (P, T') design rows (regressors) as from ``_design``.
+        yvec: (T',) targets.
+        lam: forgetting factor (1 = none).
+        delta: initial covariance scale (P0 = delta · I in units scaled by each row's RMS).
+        theta0: (P,) starting estimate.
+        every: store the estimate every ``every`` observations.
+        traj: (K, P) output, row k the estimate after (k+1)·every observations.
+
+    Returns:
+        The final (P, P) covariance matrix P (scaled back to the original units).
+    """
+    p, n = xmat.shape
+    scale = np.empty(p)
+    for i in range(p):
+        s = 0.0
+        for k in range(n):
+            s += xmat[i, k] * xmat[i, k]
+        scale[i] = np.sqrt(s / n) if s > 0.0 else 1.0
+    th = np.empty(p)
+    for i in range(p):
+        th[i] = theta0[i] * scale[i]
+    pm = np.zeros((p, p))
+    for i in range(p):
+        pm[i, i] = delta
+    phi = np.empty(p)
+    g = np.empty(p)
+    k_out = 0
+    for k in range(n):
+        for i in range(p):
+            phi[i] = xmat[i, k] / scale[i]
+        for i in range(p):
+            s = 0.0
+            for j in range(p):
+                s += pm[i, j] * phi[j]
+            g[i] = s
+        den = lam
+        for i in range(p):
+            den += phi[i] * g[i]
+        err = yvec[k]
+        for i in range(p):
+            err -= phi[i] * th[i]
+        for i in range(p):
+            th[i] += g[i] * err / den
+        for i in range(p):
+            for j in range(p):
+                pm[i, j] = (pm[i, j] - g[i] * g[j] / den) / lam
+        if (k + 1) % every == 0 and k_out < traj.shape[0]:
+            for i in range(p):
+                traj[k_out, i] = th[i] / scale[i]
+            k_out += 1
+    out = np.empty((p, p))
+    for i in range(p):
+        for j in range(p):
+            out[i, j] = pm[i, j] / (scale[i] * scale[j])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmark reference: one parallel read-only pass
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
+def _pass_sum_2d(x):
+    """Sum every element of a 2-D float array (the memory-bandwidth limit of a pass)."""
+    s = 0.0
+    for m in prange(x.shape[0]):
+        r = 0.0
+        for j in range(x.shape[1]):
+            r += x[m, j]
+        s += r
+    return s
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
+def _pass_sum_1d(x):
+    """Sum a 1-D array in parallel."""
+    s = 0.0
+    for m in prange(x.shape[0]):
+        s += x[m]
+    return s
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
+def _meter_energy(reg, multiplier, modulus, ex_ptr, ex_period, ex_old_end, ex_new_start, out):
+    """Per-meter energy per period (register difference × multiplier, exchanges, rollover).
+
+    ``out`` (M, P) receives NaN where a boundary value is missing or the register went back.
+    """
+    n_p = reg.shape[1] - 1
+    for m in prange(reg.shape[0]):
+        for p in range(n_p):
+            e = _term_energy(reg, m, p, modulus[m], ex_ptr, ex_period, ex_old_end, ex_new_start)
+            out[m, p] = e * multiplier[m]
