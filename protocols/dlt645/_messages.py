@@ -631,6 +631,14 @@ def encode_message(message: Message, *, preamble: int = 0) -> Frame:
 
 
 # --- decoding --------------------------------------------------------------------------------
+def _is_when(value: object, raw: bytes) -> bool:
+    """True if a decoded date-time string holds BCD digits (a calendar check may still warn).
+
+    FF filler (None) and non-BCD bytes (raw hex, 12 characters without a dash) are not times.
+    """
+    return isinstance(value, str) and "-" in value and raw.count(0xFF) != len(raw)
+
+
 def _password(data: bytes) -> tuple[int, int]:
     return data[0], int.from_bytes(data[1:4], "little")
 
@@ -651,8 +659,10 @@ def _decode_request(
             start = None
             if n == 10:
                 when, warn = decode_field(_TIME5, data[5:10])
-                if warn or not isinstance(when, str):
+                if not _is_when(when, data[5:10]) or not isinstance(when, str):
                     return None, [f"load-record start: {warn}"]
+                if warn:
+                    warnings.append(f"load-record start: {warn}")
                 start = when
             return ReadRequest(addr, di, blocks, start), warnings
         if code == Function2007.READ_FOLLOW_UP and n == 5:
@@ -688,8 +698,10 @@ def _decode_request(
         if code == Function2007.REMOTE_CONTROL and n == 16:
             level, pwd = _password(data)
             deadline, warn = decode_field(_TIME6, data[10:16])
-            if warn or not isinstance(deadline, str):
+            if not _is_when(deadline, data[10:16]):
                 return None, [f"remote-control deadline: {warn}"]
+            if warn:
+                warnings.append(f"remote-control deadline: {warn}")
             if data[8] not in RemoteCommand._value2member_map_:
                 warnings.append(f"remote-control command {data[8]:02X} is not defined")
             return RemoteControlRequest(addr, data[8], deadline, level, pwd,
@@ -721,8 +733,10 @@ def _decode_request(
         return WriteAddressRequest(format_address(data), addr, v), warnings
     if code == f.TIME_SYNC and n == 6:
         when, warn = decode_field(_TIME6, data)
-        if warn or not isinstance(when, str):
+        if not _is_when(when, data):
             return None, [f"time sync: {warn}"]
+        if warn:
+            warnings.append(f"time sync: {warn}")
         return TimeSyncRequest(when, addr, v), warnings
     if code == f.CHANGE_BAUD and n == 1:
         if data[0] not in BAUD_CODES:

@@ -176,6 +176,16 @@ def _parse_when(field: Field, value: object) -> str:
         try:
             parsed = _dt.datetime.strptime(value, fmt[0])
         except ValueError as exc:
+            # keep odd but well-formed meter values (month 00 ...) encodable as digits
+            digits = value.replace("-", "").replace(" ", "").replace(":", "")
+            shape = _dt.datetime(2000, 1, 1).strftime(fmt[0])
+            if (len(value) == len(shape) and digits.isdigit() and digits.isascii()
+                    and all((c in "0123456789") == (d in "0123456789")
+                            for c, d in zip(value, shape, strict=True))):
+                if kind is FieldKind.TIME:
+                    return digits
+                if digits[:2] == "20" and kind is not FieldKind.DATE_WEEKDAY:
+                    return digits[2:]
             raise EncodeError(f"{field.name}: {value!r} is not {fmt[0]}", value=value) from exc
         when = parsed.time() if kind is FieldKind.TIME else parsed
     elif isinstance(value, _dt.datetime | _dt.date | _dt.time):
