@@ -267,7 +267,7 @@ def encode_field(field: Field, value: object) -> bytes:
             raise EncodeError(f"{field.name}: {value!r} is not ASCII", value=value) from exc
         if len(raw) > size:
             raise EncodeError(f"{field.name}: {value!r} is longer than {size}", value=value)
-        return raw.ljust(size, b"\x00")[::-1]
+        return raw.rjust(size, b"\x00")[::-1]
     if kind is FieldKind.HEX:
         if isinstance(value, bytes | bytearray):
             raw = bytes(value)
