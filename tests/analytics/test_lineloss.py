@@ -127,7 +127,7 @@ def test_missing_term_is_never_zero_and_estimates_count():
     fwd = np.array([[0.0, 1000.0], [0.0, 480.0], [0.0, 500.0]])
     est = np.zeros_like(fwd, dtype=bool)
     est[2, 1] = True  # VEE estimated customer 2's end register
-    args = dict(area=[0, 0, 0], role=[1, 0, 0])
+    args = {"area": [0, 0, 0], "role": [1, 0, 0]}
     r = line_loss(fwd, forward_estimated=est, **args)
     assert r.coverage[0, 0] == 100.0
     assert r.estimated_share[0, 0] == pytest.approx(100 * 500 / 980)

@@ -135,7 +135,7 @@ def test_collate_counts_different_values_once_per_slot():
 
 @pytest.mark.parametrize("seed", range(4))
 def test_estimation_matches_reference_and_never_overwrites(seed):
-    x, reg, *_ = _random_intervals(seed)
+    x, _reg, *_ = _random_intervals(seed)
     before = x.copy()
     est = estimate_intervals(x, slots_per_day=SPD, interval_minutes=60)
     npt.assert_array_equal(x, before)
