@@ -26,7 +26,15 @@ db_app = typer.Typer(help="The TimescaleDB database: provision, start, stop, mig
                      no_args_is_help=True)
 broker_app = typer.Typer(help="The Mosquitto broker: provision, start, stop, credentials.",
                          no_args_is_help=True)
+fleet_app = typer.Typer(help="The archive (档案) of areas, meters and devices.",
+                        no_args_is_help=True)
+import_app = typer.Typer(help="Bulk import of history.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Input that was rejected, and re-running it.",
+                             no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(fleet_app, name="fleet")
+app.add_typer(import_app, name="import")
+app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(broker_app, name="broker")
 
 EXIT_OK = 0
@@ -167,6 +175,91 @@ def db_upgrade() -> None:
     if not done:
         sys.stdout.write("up to date\n")
 
+
+
+def database_for_command() -> tuple[Any, str]:
+    """Settings and a usable database URL (provisioned: started and migrated), or exit 5."""
+    from meterhub.database import DatabaseUnavailable, SchemaOutOfDate, ensure_database
+    from meterhub.provision._util import ProvisionError
+    from storage.migrate import MigrationError
+
+    settings = load_settings()
+    try:
+        return settings, ensure_database(settings)
+    except (DatabaseUnavailable, SchemaOutOfDate, ProvisionError, MigrationError) as exc:
+        raise _fail(str(exc), EXIT_UNREACHABLE) from None
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")]
+
+
+@fleet_app.command("load")
+def fleet_load(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Archive TOML, or a CSV of meters.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Load the archive: areas, meters, gateways, concentrators, customers (keeps history)."""
+    from collector.commands import fleet_load as run
+
+    settings, url = database_for_command()
+    raise typer.Exit(run(settings, url, file, as_json=as_json))
+
+
+@import_app.command("readings")
+def import_readings(
+    file: Annotated[Path, typer.Argument(metavar="FILE.csv")],
+    source: Annotated[str | None, typer.Option("--source", help="Source name to record.")] = None,
+    interval: Annotated[
+        int | None, typer.Option("--interval", min=1, max=1440, help="Interval, minutes.")
+    ] = None,
+    create_meters: Annotated[
+        bool, typer.Option("--create-meters", help="Create meters missing from the archive.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import reading history from CSV; invalid rows are quarantined (exit 1)."""
+    from collector.commands import import_readings as run
+
+    settings, url = database_for_command()
+    raise typer.Exit(run(settings, url, file, source=source, interval=interval,
+                         create_meters=create_meters, as_json=as_json))
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    status: Annotated[
+        str, typer.Option("--status", help="new | replayed | discarded | all")
+    ] = "new",
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """What was rejected and why, newest first."""
+    from collector.commands import quarantine_list as run
+
+    _, url = database_for_command()
+    raise typer.Exit(run(url, status=None if status == "all" else status, limit=limit,
+                         as_json=as_json))
+
+
+@quarantine_app.command("show")
+def quarantine_show(item_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """One rejected input with its raw bytes, as JSON."""
+    from collector.commands import quarantine_show as run
+
+    _, url = database_for_command()
+    raise typer.Exit(run(url, item_id))
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(
+    ids: Annotated[list[int], typer.Argument(metavar="ID...")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-run rejected input after fixing its cause (e.g. adding a meter to the archive)."""
+    from collector.commands import quarantine_replay as run
+
+    _, url = database_for_command()
+    raise typer.Exit(run(url, ids, as_json=as_json))
 
 
 @broker_app.command("up")

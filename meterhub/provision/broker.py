@@ -58,35 +58,35 @@ class BrokerPaths:
     state: Path
 
     @property
-    def conf(self) -> Path:  # noqa: D102
+    def conf(self) -> Path:
         return self.state / "mosquitto.conf"
 
     @property
-    def passwd(self) -> Path:  # noqa: D102
+    def passwd(self) -> Path:
         return self.state / "passwd"
 
     @property
-    def acl(self) -> Path:  # noqa: D102
+    def acl(self) -> Path:
         return self.state / "acl"
 
     @property
-    def clients(self) -> Path:  # noqa: D102
+    def clients(self) -> Path:
         return self.state / "clients.json"
 
     @property
-    def pid(self) -> Path:  # noqa: D102
+    def pid(self) -> Path:
         return self.state / "mosquitto.pid"
 
     @property
-    def log(self) -> Path:  # noqa: D102
+    def log(self) -> Path:
         return self.state / "mosquitto.log"
 
     @property
-    def data(self) -> Path:  # noqa: D102
+    def data(self) -> Path:
         return self.state / "data"
 
     @property
-    def port_file(self) -> Path:  # noqa: D102
+    def port_file(self) -> Path:
         return self.state / "port"
 
 
@@ -100,7 +100,9 @@ def _binary(name: str) -> str:
     if found is not None:
         return found
     if os.geteuid() != 0:
-        raise ProvisionError(f"{name} not found: apt-get install mosquitto (or set METERHUB_MQTT_URL)")
+        raise ProvisionError(
+            f"{name} not found: apt-get install mosquitto (or set METERHUB_MQTT_URL)"
+        )
     log("installing Debian's mosquitto ...")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "RUNLEVEL": "1"}
     run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "mosquitto"],
