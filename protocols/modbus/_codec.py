@@ -326,7 +326,8 @@ def decode_response(
         registers: The register values of the reply.
 
     Returns:
-        The request's quantities, decoded, in address order.
+        The request's quantities, decoded, in address order (every entry inside the
+        block when the request lists no quantities).
 
     Raises:
         DecodeError: ``length_mismatch`` when the reply's length differs from
@@ -339,13 +340,17 @@ def decode_response(
             registers=registers,
             start=request.start,
         )
-    return decode_registers(
+    values = decode_registers(
         register_map,
         registers,
         start=request.start,
         table=request.table,
         require=request.quantities,
     )
+    if not request.quantities:
+        return values
+    wanted = set(request.quantities)
+    return tuple(value for value in values if value.quantity in wanted)
 
 
 def encode_values(
