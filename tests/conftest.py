@@ -46,7 +46,7 @@ def server_url(settings) -> str:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def db_url(server_url: str, settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def db_url(server_url: str) -> Iterator[str]:
     """A fresh, fully migrated database for this test session, dropped afterwards."""
     import psycopg
 

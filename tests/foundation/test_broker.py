@@ -22,7 +22,7 @@ BrokerInfo = Any
 pytestmark = pytest.mark.broker
 
 
-def _client(info: BrokerInfo, user: str | None, password: str | None) -> mqtt.Client:
+def _client(user: str | None, password: str | None) -> mqtt.Client:
     c = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=f"test-{secrets.token_hex(4)}",
@@ -45,7 +45,7 @@ def _connect(c: mqtt.Client, info: BrokerInfo) -> int:
 
 
 def test_anonymous_clients_are_refused(broker: BrokerInfo) -> None:
-    c = _client(broker, None, None)
+    c = _client(None, None)
     rc = _connect(c, broker)
     c.loop_stop()
     c.disconnect()
@@ -53,7 +53,7 @@ def test_anonymous_clients_are_refused(broker: BrokerInfo) -> None:
 
 
 def test_wrong_password_is_refused(broker: BrokerInfo) -> None:
-    c = _client(broker, broker.collector_user, "not-the-password")
+    c = _client(broker.collector_user, "not-the-password")
     rc = _connect(c, broker)
     c.loop_stop()
     assert rc >= 0x80
@@ -65,7 +65,7 @@ def test_concentrator_may_publish_only_under_its_own_prefix(broker: BrokerInfo, 
     time.sleep(0.3)  # the broker reloads its password and ACL files on SIGHUP
 
     received: queue.Queue[tuple[str, bytes]] = queue.Queue()
-    sub = _client(broker, broker.collector_user, broker.collector_password)
+    sub = _client(broker.collector_user, broker.collector_password)
     sub.on_message = lambda _c, _u, msg: received.put((msg.topic, msg.payload))
     subscribed: queue.Queue[list[int]] = queue.Queue()
     sub.on_subscribe = lambda _c, _u, _m, rcs, _p: subscribed.put([r.value for r in rcs])
@@ -75,7 +75,7 @@ def test_concentrator_may_publish_only_under_its_own_prefix(broker: BrokerInfo, 
 
     own = f"meterhub/v1/c/{a.id}/up/readings"
     other = f"meterhub/v1/c/{b.id}/up/readings"
-    forger = _client(broker, a.id, a.password)
+    forger = _client(a.id, a.password)
     assert _connect(forger, broker) == 0
     denied = forger.publish(other, b"forged", qos=1)
     # Mosquitto refuses the publish (v5 reason code) and may drop the connection.
@@ -85,7 +85,7 @@ def test_concentrator_may_publish_only_under_its_own_prefix(broker: BrokerInfo, 
     forger.loop_stop()
     forger.disconnect()
 
-    pub = _client(broker, a.id, a.password)
+    pub = _client(a.id, a.password)
     assert _connect(pub, broker) == 0
     pub.publish(own, b"genuine", qos=1).wait_for_publish(10)
 
@@ -95,7 +95,7 @@ def test_concentrator_may_publish_only_under_its_own_prefix(broker: BrokerInfo, 
     assert received.empty(), "a concentrator published under another concentrator's prefix"
 
     # a concentrator cannot read another concentrator's downlink either
-    spy = _client(broker, a.id, a.password)
+    spy = _client(a.id, a.password)
     spied: queue.Queue[bytes] = queue.Queue()
     spy.on_message = lambda _c, _u, msg: spied.put(msg.payload)
     assert _connect(spy, broker) == 0

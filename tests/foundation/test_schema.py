@@ -65,7 +65,7 @@ def test_a_failing_migration_leaves_no_trace(empty_db: str, tmp_path: Path) -> N
         "CREATE TABLE half_done (id int);\nSELECT no_such_function();\n"
     )
     with psycopg.connect(empty_db, autocommit=True) as conn:
-        with pytest.raises(migrate.MigrationError, match="9999_broken.sql failed"):
+        with pytest.raises(migrate.MigrationError, match=r"9999_broken\.sql failed"):
             migrate.upgrade(conn, tmp_path)
         assert conn.execute("SELECT to_regclass('half_done')").fetchone()[0] is None
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migration")]
@@ -75,7 +75,7 @@ def test_a_failing_migration_leaves_no_trace(empty_db: str, tmp_path: Path) -> N
 
 def test_badly_named_migration_file(tmp_path: Path) -> None:
     (tmp_path / "1_first.sql").write_text("SELECT 1;")
-    with pytest.raises(migrate.MigrationError, match="NNNN_slug.sql"):
+    with pytest.raises(migrate.MigrationError, match=r"NNNN_slug\.sql"):
         migrate.available(tmp_path)
 
 
