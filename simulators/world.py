@@ -434,7 +434,9 @@ class World:
                 elif u < inj.manual_skipped + inj.manual_estimated + inj.manual_mistyped:
                     kind = "mistyped"
                 self.manual_kind[(p, d)] = kind
-        self.manual_reads: list[dict[str, Any]] = []
+        self.manual_reads: dict[tuple[int, int], dict[str, Any]] = {}
+        self.missing_random: dict[int, NDArray[np.int64]] = {}
+        self._reporting = np.array([self.protocol[p] != "manual" for p in range(P)])
 
     def _build_shapes(self) -> None:
         sc = self.sc
@@ -659,6 +661,8 @@ class World:
         # missing slot readings (delivery, not physics)
         mrng = np.random.default_rng([self.sc.seed, 61, d])
         missing = mrng.random((P, S)) < self.sc.injections.missing_slots
+        missing[:, :] &= self._reporting[:, None]
+        self.missing_random[d] = np.argwhere(missing)
         g = d * S + np.arange(S)
         for p, (g0, g1) in self.offline.items():
             missing[p] |= (g >= g0) & (g < g1)
@@ -704,10 +708,50 @@ class World:
             self.freezes[d] = self._compute_freeze(d)
         elif d == 0:
             self.freezes[0] = self._compute_freeze(0)
+        self._manual_reads(d)
         for old in [k for k in self.days if k < d - self.keep_days + 1]:
             del self.days[old]
         for old in [k for k in self._day_start_state if k < d - self.keep_days]:
             del self._day_start_state[old]
+
+    def _manual_reads(self, d: int) -> None:
+        """Reading-book reads of manually read meters on day ``d`` (with 估抄/漏抄/错抄)."""
+        hh, mm = (int(x) for x in self.sc.manual_read_time.split(":"))
+        base_t = self.g_time(d * self.S) + hh * 3600 + mm * 60
+        for m in range(self.M):
+            p = self.m_point[m]
+            if self.protocol[p] != "manual":
+                continue
+            rng = np.random.default_rng([self.sc.seed, 91, m, d])
+            t = base_t + rng.uniform(0.0, self.sc.manual_read_jitter_min * 60.0)
+            if not self.meter_installed(m, t) or self.day_of(t) not in self.days:
+                continue
+            true = float(shown(self.m_base6[m] - self.m_adj[m]
+                               + self._point_cum_at(np.array([p]), np.array([t]))[0])[0])
+            kind = self.manual_kind.get((p, d), "actual")
+            value: float | None = true
+            if kind == "skipped":
+                value = None
+            elif kind == "estimated":
+                prev = [r for (mm_, dd), r in self.manual_reads.items()
+                        if mm_ == m and dd < d and r["value"] is not None]
+                last = max(prev, key=lambda r: r["day"]) if prev else None
+                avg = round(float(rng.uniform(4.0, 10.0)), 0)
+                value = (last["value"] if last else true) + avg * (d - (last["day"] if last
+                                                                        else d - 1))
+                value = float(quantise(value))
+            elif kind == "mistyped":
+                digits = f"{true:09.2f}"
+                i = int(rng.integers(0, 5))
+                chars = list(digits)
+                if chars[i] != chars[i + 1]:
+                    chars[i], chars[i + 1] = chars[i + 1], chars[i]
+                    value = float("".join(chars))
+                else:
+                    value = float(quantise(true * 10.0 % ROLLOVER))
+            self.manual_reads[(m, d)] = {"meter": self.m_number[m], "day": d, "t": t,
+                                         "ts": self.iso(t), "kind": kind, "true_value": true,
+                                         "value": value}
 
     def ensure_day(self, d: int) -> None:
         """Compute days up to and including ``d + 1`` (the look-ahead holds the next freeze)."""
@@ -979,3 +1023,17 @@ class World:
         if prot:
             word |= 1 << 12
         return word
+
+    # ----------------------------------------------------------- vectorised
+    def registers_many(self, ms: NDArray[np.int64], t: float) -> F64:
+        """What meters ``ms`` show at ``t``: (n, 6) [total, t1..t4, reverse], NaN if absent."""
+        self.ensure_time(t)
+        lo, hi = self._install_bounds()
+        tt = np.clip(np.full(ms.size, t), lo[ms], hi[ms])
+        exact = self.m_base6[ms] - self.m_adj[ms] + self._point_cum_at(self.m_point_arr[ms], tt)
+        out: F64 = shown(exact)
+        return out
+
+    def silent_many(self, ms: NDArray[np.int64], t: float) -> NDArray[np.bool_]:
+        """Vectorised :meth:`silent`."""
+        return np.array([self.silent(int(m), t) for m in ms], dtype=bool)

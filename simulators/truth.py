@@ -1,0 +1,280 @@
+"""Ground truth of a simulated run as one JSON document (schema in ``simulators/README.md``).
+
+Per area and local day: the *physical* energies (transformer import and back-feed, customers'
+import and export through their meters, technical loss, theft — they balance exactly) and the
+*registered* figures a master station would compute from the meters' daily freezes through the
+archive (CT multipliers as archived, reverse terms only for meters archived as bidirectional,
+customers counted in their archived area), with a ``computable`` flag saying whether every term
+can be delivered by the meters' channels. Per meter: its true error, faults with dates, mapping,
+exchanges, missing, estimated and mistyped reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from simulators.world import NEVER, ROLLOVER, World
+
+SCHEMA = "meterhub-sim-truth/1"
+
+
+def _r(x: float) -> float:
+    return round(float(x), 6)
+
+
+def _diff(end: float, start: float) -> float:
+    return float((end - start) % ROLLOVER)
+
+
+class Delivery:
+    """Which daily-frozen values each meter's channel can deliver during the run."""
+
+    def __init__(self, world: World) -> None:
+        self.w = world
+        self.run_slots = world.sc.days * world.S + world.S  # run plus the next day's reads
+
+    def _offline(self, window: tuple[int, int] | None, g: int) -> bool:
+        return window is not None and window[0] <= g < window[1]
+
+    def frozen(self, m: int, b: int) -> bool:
+        """True when meter ``m``'s freeze at local midnight ``b`` reaches the master station."""
+        w = self.w
+        p = w.m_point[m]
+        proto = w.protocol[p]
+        S = w.S
+        off = w.offline.get(p)
+        if proto == "manual":
+            return w.manual_kind.get((p, b), "actual") != "skipped"
+        if proto == "modbus":
+            # no freeze register: the poll at 00:00 must succeed
+            return not self._offline(off, b * S)
+        if proto == "mqtt":
+            c = int(w.concentrator_of[p])
+            coff = w.conc_offline.get(c)
+            for k in range(w.sc.mqtt.reread_days + 1):
+                g = (b + k) * S
+                if g >= self.run_slots:
+                    break
+                if not self._offline(off, g) and not self._offline(coff, g):
+                    return True
+            return False
+        # DL/T 645: the meter keeps 62 freezes; readable whenever it answers again
+        if off is None:
+            return True
+        return not (off[0] <= b * S and off[1] >= self.run_slots)
+
+
+def area_days(world: World, days: int) -> list[dict[str, Any]]:
+    """Truth per area and day for the first ``days`` simulated days."""
+    w = world
+    dl = Delivery(w)
+    out: list[dict[str, Any]] = []
+    ex_by_old = {e["old"]: e for e in w.exchanges}
+    ex_by_new = {e["new"]: e for e in w.exchanges}
+    for a in range(w.A):
+        area_out: dict[str, Any] = {
+            "id": w.area_ids[a],
+            "supply_meter": w.m_number[a],
+            "customers_physical": int((w.true_area[w.customers] == a).sum()),
+            "loss_fixed_kwh_per_slot": _r(w.loss_fixed[a]),
+            "loss_k_per_kwh": _r(w.loss_k[a]),
+            "outage": None,
+            "days": [],
+        }
+        if a in w.outages:
+            g0, g1 = w.outages[a]
+            area_out["outage"] = {"from": w.iso(w.g_time(g0)), "to": w.iso(w.g_time(g1))}
+        out.append(area_out)
+    for d in range(days):
+        fz0, fz1 = w.freezes.get(d), w.freezes.get(d + 1)
+        if fz0 is None or fz1 is None or d not in w.area_days:
+            break
+        T = w.area_days[d]
+        reg = np.zeros((w.A, 4))  # supply fwd, supply rev, customer fwd, customer rev
+        missing: list[list[str]] = [[] for _ in range(w.A)]
+        for m in range(w.M):
+            p = w.m_point[m]
+            a = w.m_archive_area[m]
+            start: float | None = None
+            end: float | None = None
+            start_f = start_r = end_f = end_r = 0.0
+            if fz0.valid[m]:
+                start_f, start_r = fz0.values[m, 0], fz0.values[m, 5]
+                start = 1.0
+                if not dl.frozen(m, d):
+                    missing[a].append(w.m_number[m])
+            elif m in ex_by_new and ex_by_new[m]["g"] // w.S == d:
+                start_f, start_r, start = ex_by_new[m]["new_start"], 0.0, 1.0
+            if fz1.valid[m]:
+                end_f, end_r = fz1.values[m, 0], fz1.values[m, 5]
+                end = 1.0
+                if not dl.frozen(m, d + 1):
+                    missing[a].append(w.m_number[m])
+            elif m in ex_by_old and ex_by_old[m]["g"] // w.S == d:
+                e = ex_by_old[m]
+                end_f, end_r, end = e["old_end"], e["old_end_rev"], 1.0
+            if start is None or end is None:
+                continue
+            ct = w.ct_archive[p]
+            fwd = _diff(end_f, start_f) * ct
+            rev = _diff(end_r, start_r) * ct if w.bidir_archive[p] else 0.0
+            if w.is_supply[p]:
+                reg[a, 0] += fwd
+                reg[a, 1] += rev
+            else:
+                reg[a, 2] += fwd
+                reg[a, 3] += rev
+        for a in range(w.A):
+            phys_supply = T["supply_import_kwh"][a] + T["customer_export_kwh"][a]
+            phys_sales = T["customer_import_kwh"][a] + T["supply_backfeed_kwh"][a]
+            r_supply = reg[a, 0] + reg[a, 3]
+            r_sales = reg[a, 2] + reg[a, 1]
+            miss = sorted(set(missing[a]))
+            out[a]["days"].append({
+                "date": w.day_date(d).isoformat(),
+                "physical": {
+                    "transformer_import_kwh": _r(T["supply_import_kwh"][a]),
+                    "transformer_backfeed_kwh": _r(T["supply_backfeed_kwh"][a]),
+                    "customer_import_kwh": _r(T["customer_import_kwh"][a]),
+                    "customer_export_kwh": _r(T["customer_export_kwh"][a]),
+                    "technical_loss_kwh": _r(T["technical_loss_kwh"][a]),
+                    "theft_kwh": _r(T["theft_kwh"][a]),
+                    "supply_kwh": _r(phys_supply),
+                    "sales_kwh": _r(phys_sales),
+                    "loss_kwh": _r(phys_supply - phys_sales),
+                    "rate": _r(100.0 * (phys_supply - phys_sales) / phys_supply)
+                    if phys_supply > 0 else None,
+                    "outage_slots": int(T["outage_slots"][a]),
+                },
+                "registered": {
+                    "supply_forward_kwh": _r(reg[a, 0]),
+                    "supply_reverse_kwh": _r(reg[a, 1]),
+                    "customer_forward_kwh": _r(reg[a, 2]),
+                    "customer_reverse_kwh": _r(reg[a, 3]),
+                    "supply_kwh": _r(r_supply),
+                    "sales_kwh": _r(r_sales),
+                    "loss_kwh": _r(r_supply - r_sales),
+                    "rate": _r(100.0 * (r_supply - r_sales) / r_supply) if r_supply > 0 else None,
+                    "computable": not miss,
+                    "missing_terms": miss,
+                },
+            })
+    return out
+
+
+def _fault_out(w: World, f: dict[str, Any]) -> dict[str, Any]:
+    out = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in f.items()
+           if k != "since_g"}
+    if "since_g" in f:
+        out["since"] = w.iso(w.g_time(int(f["since_g"])))
+    return out
+
+
+def meters(world: World, days: int) -> list[dict[str, Any]]:
+    """Truth per meter record."""
+    w = world
+    out = []
+    miss_slots: dict[int, list[str]] = {}
+    for d, idx in sorted(w.missing_random.items()):
+        if d >= days:
+            continue
+        for p, s in idx:
+            miss_slots.setdefault(int(p), []).append(w.iso(w.g_time(d * w.S + int(s) + 1)))
+    for m in range(w.M):
+        p = w.m_point[m]
+        proto = w.protocol[p]
+        error = {"class_epsilon": _r(w.eps_class[p]), "epsilon_by_day": [
+            _r(w.epsilon(p, d)) for d in range(days)]}
+        ex = [e for e in w.exchanges if m in (e["old"], e["new"])]
+        conc = int(w.concentrator_of[p])
+        gw = int(w.gateway_of[p])
+        rec: dict[str, Any] = {
+            "number": w.m_number[m],
+            "point": p,
+            "role": "supply" if w.is_supply[p] else "customer",
+            "area": w.area_ids[w.m_archive_area[m]],
+            "true_area": w.area_ids[int(w.true_area[p])],
+            "protocol": proto,
+            "gateway": w.gateways[gw]["id"] if gw >= 0 else None,
+            "unit": int(w.unit_of[p]) if proto == "modbus" else None,
+            "concentrator": w.concentrators[conc]["id"] if conc >= 0 else None,
+            "ct_archive": float(w.ct_archive[p]),
+            "ct_true": float(w.ct_true[p]),
+            "bidirectional_archive": bool(w.bidir_archive[p]),
+            "has_pv": bool(w.has_pv[p]),
+            "kwp": _r(w.kwp[p]),
+            "installed": w.iso(w.g_time(w.m_install[m])) if w.m_install[m] >= 0 else None,
+            "removed": w.iso(w.g_time(w.m_remove[m])) if w.m_remove[m] < NEVER else None,
+            "start_reading": float(w.m_base_fwd_a[m]),
+            "error": error,
+            "faults": [_fault_out(w, f) for f in w.faults.get(p, [])],
+            "theft": None,
+            "exchanges": [{"at": w.iso(w.g_time(e["g"])), "old": w.m_number[e["old"]],
+                           "new": w.m_number[e["new"]], "old_end": e.get("old_end"),
+                           "new_start": e.get("new_start")} for e in ex],
+            "reports_after_removal": m in w.removed_reporting,
+            "missing": {
+                "slots": miss_slots.get(p, []) if w.m_install[m] < 0 else [],
+                "offline": None,
+                "concentrator_offline": None,
+            },
+            "manual_reads": [
+                {k: r[k] for k in ("ts", "kind", "value", "true_value")}
+                for (mm, d), r in sorted(w.manual_reads.items()) if mm == m and d <= days
+            ],
+            "spikes": [{"at": w.iso(w.g_time(g)), "extra_kwh": v}
+                       for g, v in sorted(w.spikes.get(p, {}).items())],
+            "relay": None,
+        }
+        if w.theft_frac[p] > 0:
+            rec["theft"] = {"fraction": _r(w.theft_frac[p]),
+                            "since": w.iso(w.g_time(int(w.theft_since[p]))),
+                            "hours": "22:00-06:00"}
+        if p in w.offline:
+            g0, g1 = w.offline[p]
+            rec["missing"]["offline"] = [w.iso(w.g_time(g0)), w.iso(w.g_time(g1))]
+        if conc >= 0 and conc in w.conc_offline:
+            g0, g1 = w.conc_offline[conc]
+            rec["missing"]["concentrator_offline"] = [w.iso(w.g_time(g0)), w.iso(w.g_time(g1))]
+        r = w.relays.get(p)
+        if r is not None:
+            rec["relay"] = {"behaviour": r.behaviour, "protected": r.protected,
+                            "closed_at_end": w.relay_status(m, w.g_time(days * w.S))[0]}
+        out.append(rec)
+    return out
+
+
+def build_truth(world: World, days: int | None = None) -> dict[str, Any]:
+    """The ground-truth document for the first ``days`` days (default: the whole run).
+
+    Args:
+        world: the simulated world (days must have been computed).
+        days: number of complete days to report.
+
+    Returns:
+        A JSON-serialisable mapping (see ``simulators/README.md``).
+    """
+    w = world
+    n = w.sc.days if days is None else days
+    areas = area_days(w, n)
+    n_done = len(areas[0]["days"]) if areas else 0
+    return {
+        "schema": SCHEMA,
+        "seed": w.sc.seed,
+        "timezone": w.sc.timezone,
+        "start": w.sc.start.isoformat(),
+        "days": n_done,
+        "interval_min": w.sc.interval,
+        "scenario": w.sc.model_dump(mode="json"),
+        "areas": areas,
+        "meters": meters(w, n_done),
+        "concentrators": [
+            {"id": c["id"], "offline": (
+                [w.iso(w.g_time(w.conc_offline[i][0])), w.iso(w.g_time(w.conc_offline[i][1]))]
+                if i in w.conc_offline else None)}
+            for i, c in enumerate(w.concentrators)
+        ],
+        "commands": w.commands,
+    }
