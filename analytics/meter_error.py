@@ -82,7 +82,8 @@ class BalanceFit:
         residual_std: standard deviation of the residual per slot.
         n_slots: slots used.
         slot_used: (slots,) bool.
-        residual: (slots,) supply − fitted, NaN on unused slots.
+        residual: (slots,) supply − fitted on every complete slot (also those outside
+            ``fit_slots``), NaN elsewhere.
     """
 
     theta: NDArray[np.float64]
@@ -99,7 +100,11 @@ class BalanceFit:
 
 
 def _prepare(
-    supply: ArrayLike, customers: ArrayLike, z: ArrayLike | None, cfg: FitSettings
+    supply: ArrayLike,
+    customers: ArrayLike,
+    z: ArrayLike | None,
+    cfg: FitSettings,
+    fit_slots: ArrayLike | None = None,
 ) -> tuple[Any, ...]:
     y = as_float("supply", supply, 1)
     e = as_float("customers", customers, 2)
@@ -122,7 +127,12 @@ def _prepare(
         zz = as_float("z", z, 1)
         same_shape("z", zz, (t,))
         slot_ok &= np.isfinite(zz)
-    return y, e, np.ascontiguousarray(zz), use, fixed, slot_ok
+    complete = slot_ok.copy()
+    if fit_slots is not None:
+        allowed = as_bool("fit_slots", fit_slots, 1)
+        same_shape("fit_slots", allowed, (t,))
+        slot_ok &= allowed
+    return y, e, np.ascontiguousarray(zz), use, fixed, slot_ok, complete
 
 
 def fit_meter_errors(
@@ -130,6 +140,7 @@ def fit_meter_errors(
     customers: ArrayLike,
     *,
     z: ArrayLike | None = None,
+    fit_slots: ArrayLike | None = None,
     settings: FitSettings | None = None,
 ) -> BalanceFit:
     """Estimate each customer meter's relative error ε from one area's balance.
@@ -141,6 +152,9 @@ def fit_meter_errors(
         supply: (slots,) supply energy per slot (primary kWh), NaN missing.
         customers: (meters, slots) customers' energy per slot (primary kWh), NaN missing.
         z: (slots,) load-squared proxy; default (Σ_i E_i,t)².
+        fit_slots: (slots,) bool, slots allowed in the fit (e.g. no daylight slots in an area
+            with bidirectional meters whose export is not collected); the residual is still
+            reported on every complete slot.
         settings: fit settings.
 
     Returns:
@@ -158,7 +172,7 @@ def fit_meter_errors(
         [0.0, 0.0, 0.0]
     """
     cfg = settings or FitSettings()
-    y, e, zz, use, fixed, slot_ok = _prepare(supply, customers, z, cfg)
+    y, e, zz, use, fixed, slot_ok, complete = _prepare(supply, customers, z, cfg, fit_slots)
     n, t = e.shape
     n_use = int(use.sum())
     p = n_use + 2
@@ -181,7 +195,11 @@ def fit_meter_errors(
             theta[use] = beta[:n_use]
             var_theta[use] = var[:n_use]
             c, q, s = float(beta[n_use]), float(beta[n_use + 1]), float(np.sqrt(s2))
-            residual[slot_ok] = yvec - beta @ xmat
+            n_all = int(complete.sum())
+            xall = np.empty((p, n_all))
+            yall = np.empty(n_all)
+            k._design(y, e, zz, use, fixed, complete, xall, yall)
+            residual[complete] = yall - beta @ xall
     with np.errstate(divide="ignore", invalid="ignore"):
         error = 1.0 / theta - 1.0
         unc = np.sqrt(var_theta) / theta**2
@@ -253,7 +271,7 @@ def track_meter_errors(
     if every <= 0:
         raise ValueError("every must be positive")
     cfg = settings or FitSettings()
-    y, e, zz, use, fixed, slot_ok = _prepare(supply, customers, z, cfg)
+    y, e, zz, use, fixed, slot_ok, _ = _prepare(supply, customers, z, cfg)
     n, _ = e.shape
     n_use = int(use.sum())
     p = n_use + 2
@@ -294,6 +312,8 @@ class SuspectSettings:
         wrong_area_theta: |θ| below this: the meter's energy is not in this area's supply.
         stop_min_slots: trailing zero slots after load for a stopped meter.
         ratio_min: |median θ − 1| at which the supply meter's ratio is suspect.
+        step_min_gain: residual-sum-of-squares drop (in units of s²) that a step in a meter's
+            error must give to be dated (``since``).
         midday: (first, last) slot-of-day fraction of the PV window (10:00–15:00).
     """
 
@@ -304,6 +324,7 @@ class SuspectSettings:
     wrong_area_theta: float = 0.5
     stop_min_slots: int = 96
     ratio_min: float = 0.05
+    step_min_gain: float = 25.0
     midday: tuple[float, float] = (10 / 24, 15 / 24)
 
 
@@ -353,6 +374,42 @@ def _f(v: float) -> float | None:
     return None if not np.isfinite(v) else float(v)
 
 
+def _step_scan(
+    residual: NDArray[np.float64], e_i: NDArray[np.float64], theta_i: float, spd: int
+) -> tuple[int, float, float, float] | None:
+    """Best single step, at a day boundary, in one meter's θ.
+
+    ``u_t = residual_t + (θ_i − 1) · E_i,t`` is what the balance leaves for meter i beyond
+    θ = 1; fit ``u = β · E_i`` separately before and after each day boundary.
+
+    Returns:
+        (first slot after the step, ε before, ε after, RSS drop vs one β), or None.
+    """
+    ok = np.isfinite(residual) & np.isfinite(e_i)
+    n_days = residual.shape[0] // spd
+    if n_days < 4 or ok.sum() < 4 * spd:
+        return None
+    u = np.where(ok, residual + (theta_i - 1.0) * np.where(ok, e_i, 0.0), 0.0)
+    x = np.where(ok, e_i, 0.0)
+    ue = (u * x)[: n_days * spd].reshape(n_days, spd).sum(1)
+    ee = (x * x)[: n_days * spd].reshape(n_days, spd).sum(1)
+    cu, ce = np.cumsum(ue), np.cumsum(ee)
+    tot_u, tot_e = cu[-1], ce[-1]
+    if tot_e <= 0:
+        return None
+    best = None
+    base = tot_u**2 / tot_e
+    for d in range(1, n_days - 1):
+        e1, e2 = ce[d - 1], tot_e - ce[d - 1]
+        if e1 <= 0 or e2 <= 0:
+            continue
+        u1, u2 = cu[d - 1], tot_u - cu[d - 1]
+        gain = u1**2 / e1 + u2**2 / e2 - base
+        if best is None or gain > best[3]:
+            best = (d * spd, 1.0 / (1.0 + u1 / e1) - 1.0, 1.0 / (1.0 + u2 / e2) - 1.0, gain)
+    return best
+
+
 def rank_suspects(
     fit: BalanceFit,
     *,
@@ -372,10 +429,11 @@ def rank_suspects(
     Kinds: ``reversed_meter`` (θ < 0: the meter counts against the flow), ``wrong_area``
     (|θ| small: its energy is not in this supply), ``stopped_meter`` (no energy for the last
     ``stop_min_slots`` after having load), ``theft`` (ε ≤ −theft_min: unmetered load behind
-    the meter, or a step down in ε seen by the RLS track), ``meter_error`` (|ε| beyond the
-    class), ``pv_export_missing`` (a bidirectional meter without export data in an area whose
-    balance goes negative at midday) and ``supply_ratio`` (most θ agree on one value far from 1:
-    the supply meter's CT ratio; reported against ``supply_meter_id``).
+    the meter, or a step down in ε from a date found by a change-point scan of the balance),
+    ``meter_error`` (|ε| beyond the class), ``pv_export_missing`` (a bidirectional meter
+    without export data in an area whose balance goes negative at midday) and
+    ``supply_ratio`` (most θ agree on one value far from 1: the supply meter's CT ratio;
+    reported against ``supply_meter_id``).
 
     Score: ``|ε| / class_limit``, reduced when |ε| is under ``significance`` standard
     deviations; stopped and PV findings score the unexplained energy against the meter's load.
@@ -386,7 +444,7 @@ def rank_suspects(
         meter_ids: meter number of each customer row.
         customers: (meters, slots) the energies the fit used.
         supply_meter_id: the supply meter's number (for ``supply_ratio``).
-        track: optional RLS track of the same area (dates steps; ``since``).
+        track: optional RLS track of the same area (its latest ε goes into the evidence).
         export_missing: (meters,) bool, bidirectional meters whose export was not collected.
         slots_per_day: slots per day (midday window, stop length).
         start: aware datetime of slot 0's start, for ``since``.
@@ -491,20 +549,22 @@ def rank_suspects(
                 kind = "wrong_area"
             elif ei <= -cfg.theft_min:
                 kind = "theft"
-            if track is not None and track.error.shape[0] >= 4 and kind in ("meter_error", "theft"):
-                path = track.error[:, i]
-                ok = np.isfinite(path)
-                if ok.sum() >= 4:
-                    p0 = float(np.median(path[ok][: max(2, ok.sum() // 4)]))
-                    p1 = float(path[ok][-1])
-                    if p1 - p0 <= -cfg.class_limit and p1 <= -cfg.class_limit:
-                        cross = np.flatnonzero(ok & (path <= (p0 + p1) / 2))
-                        if cross.size:
-                            since = int(track.slots[cross[0]])
-                            ev["error_before"] = p0
-                            ev["error_after"] = p1
-                            if kind == "meter_error" and p0 > -cfg.class_limit:
-                                kind = "theft"
+            if kind in ("meter_error", "theft") and score >= cfg.alert:
+                found = _step_scan(r, e[i], th, spd)
+                if found is not None:
+                    at, before, after, gain = found
+                    if gain > cfg.step_min_gain * fit.residual_std**2 and (
+                        after <= before - cfg.class_limit
+                    ):
+                        since = at
+                        ev["error_before"] = before
+                        ev["error_after"] = after
+                        if after <= -cfg.class_limit and abs(before) < cfg.class_limit:
+                            kind = "theft"
+            if track is not None and track.error.shape[0]:
+                last = track.error[-1, i]
+                if np.isfinite(last):
+                    ev["error_now"] = float(last)
         if exp_miss[i] and np.isfinite(mid_neg) and mid_neg > cfg.significance:
             kind = "pv_export_missing"
             score = max(score, mid_neg / cfg.significance)

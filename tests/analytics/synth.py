@@ -50,7 +50,7 @@ def make_area(
         days: days of data.
         spd: slots per day.
         n_out_of_class: meters with 2 % <= |ε| <= 6 %.
-        theft: one customer with unmetered load fraction 10–30 %.
+        theft: one customer with unmetered load fraction 5–30 %.
         theft_from_start: the theft runs the whole window (else from a day in the first half).
         missing_rate: share of (meter, slot) values missing.
         n_light: vacant meters (tiny load); one more meter registers nothing at all.
@@ -100,7 +100,7 @@ def make_area(
     start_day = 0
     if theft:
         thief = int(cands[n_out_of_class])
-        frac = float(rng.uniform(0.1, 0.3))
+        frac = float(rng.uniform(0.05, 0.3))
         start_day = 0 if theft_from_start else int(rng.integers(1, days // 2))
         on = day >= start_day
         registered[thief, on] *= 1.0 - frac
