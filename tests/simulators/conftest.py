@@ -32,8 +32,9 @@ def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
         "max_queued_messages 0\nuser root\n"
     )
+    log = (folder / "mosquitto.log").open("w")
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=(folder / "mosquitto.log").open("w"))
+                            stderr=log)
     deadline = time.time() + 10
     while time.time() < deadline:
         try:
@@ -51,3 +52,4 @@ def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
