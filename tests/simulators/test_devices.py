@@ -70,7 +70,7 @@ def at(w: World, day: int, hour: float) -> datetime:
     return datetime.fromtimestamp(w.t0 + day * 86400 + hour * 3600, UTC)
 
 
-def meter_of(w: World, gw: Any, predicate: Any) -> tuple[str, int]:
+def meter_of(gw: Any, predicate: Any) -> tuple[str, int]:
     for addr, m in gw.bus.by_address.items():
         if predicate(m):
             return addr, m
@@ -94,7 +94,7 @@ async def test_dlt645_reads_freezes_and_relay(tmp_path: Path) -> None:
         gw = f.dlt645[0]
         assert urls[gw.id] == gw.url
         t = clock.now().timestamp()
-        addr, m = meter_of(w, gw, lambda m: not w.silent(m, t) and w.m_point[m] in w.relays
+        addr, m = meter_of(gw, lambda m: not w.silent(m, t) and w.m_point[m] in w.relays
                            and w.relays[w.m_point[m]].behaviour == "normal"
                            and not w.relays[w.m_point[m]].protected)
         reply = await dlt645(gw.port, ReadRequest(addr, 0x0001FF00))
