@@ -15,6 +15,7 @@ from typing import Any
 from .dlt645 import (
     KIND_1997,
     KIND_2007,
+    REMOTE_COMMAND_NAMES,
     AbnormalResponse,
     Ack,
     ChangeBaudRequest,
@@ -33,7 +34,6 @@ from .dlt645 import (
     ReadFollowUpRequest,
     ReadRequest,
     ReadResponse,
-    RemoteCommand,
     RemoteControlRequest,
     RereadRequest,
     SecuredRemoteControlRequest,
@@ -54,15 +54,6 @@ EXIT_INVALID = 2
 PROTOCOLS = {"auto": None, "dlt645-2007": Version.V2007, "dlt645-1997": Version.V1997}
 """Accepted ``--protocol`` values."""
 
-_COMMAND_NAMES = {
-    RemoteCommand.TRIP: "trip",
-    RemoteCommand.CLOSE_ALLOWED: "close_allowed",
-    RemoteCommand.CLOSE: "close",
-    RemoteCommand.ALARM: "alarm",
-    RemoteCommand.ALARM_RELEASE: "alarm_release",
-    RemoteCommand.PROTECT: "protect",
-    RemoteCommand.PROTECT_RELEASE: "protect_release",
-}
 
 
 def parse_hex(text: str) -> bytes:
@@ -157,7 +148,7 @@ def _describe(msg: Message, version: Version) -> tuple[str | None, list, dict, l
         if msg.event_di is not None:
             fields["event_di"] = f"{msg.event_di:08X}"
     elif isinstance(msg, RemoteControlRequest):
-        name = _COMMAND_NAMES.get(msg.command)  # type: ignore[call-overload]
+        name = REMOTE_COMMAND_NAMES.get(msg.command)
         fields.update(
             command=name or f"unknown_{msg.command:02X}", command_code=msg.command,
             deadline=msg.deadline, **_pwd(msg.level, msg.password),

@@ -18,7 +18,8 @@ Frames (edition-independent)::
     decode_frame(data: bytes) -> Frame                 # exactly one frame, else FrameError
     decode_frame_prefix(data: bytes) -> tuple[Frame, int]   # frame + bytes consumed
     FrameDecoder().feed(data: bytes); .next_frame() -> Frame | NEED_DATA
-        .discarded (garbage bytes skipped), .errors, .buffered (unconsumed tail)
+        .discarded (garbage bytes skipped), .errors, .buffered (unconsumed tail),
+        .clear() -> int (drop a half frame after a transport timeout)
     NEED_DATA
     parse_address(text: str | bytes) -> bytes          # "000102030425" -> 25 04 03 02 01 00
     format_address(address: bytes) -> str
@@ -73,6 +74,7 @@ Data identifiers (registry of formats, scales, signs, units)::
 Codes: ``Version`` (V2007, V1997), ``Function2007``, ``Function1997``, ``Kind`` (the ``function``
 vocabulary of decode JSON), ``KIND_2007``/``KIND_1997``, ``RemoteCommand`` (TRIP 1A,
 CLOSE_ALLOWED 1B, CLOSE 1C, ALARM 2A, ALARM_RELEASE 2B, PROTECT 3A, PROTECT_RELEASE 3B),
+``REMOTE_COMMAND_NAMES`` (N1 -> "trip", "close_allowed" ...),
 ``error_bit_names(error, version)``, ``error_word(names, version)``, ``BAUD_CODES`` (Z -> bps),
 ``BAUD_BYTES`` (bps -> Z), ``WILDCARD_ADDRESS``, ``BROADCAST_ADDRESS``.
 
@@ -102,6 +104,7 @@ from ._codes import (
     BAUD_CODES,
     KIND_1997,
     KIND_2007,
+    REMOTE_COMMAND_NAMES,
     Function1997,
     Function2007,
     Kind,
@@ -187,6 +190,7 @@ __all__ = [
     "KIND_2007",
     "NEED_DATA",
     "RAW_NAME",
+    "REMOTE_COMMAND_NAMES",
     "WILDCARD_ADDRESS",
     "AbnormalResponse",
     "Ack",

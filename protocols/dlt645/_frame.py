@@ -333,6 +333,18 @@ class FrameDecoder:
         """
         self._buf += data
 
+    def clear(self) -> int:
+        """Drop everything buffered (e.g. after a transport timeout on a half frame).
+
+        Returns:
+            The number of bytes dropped; they are added to :attr:`discarded`.
+        """
+        dropped = len(self._buf) + self._preamble
+        self._buf.clear()
+        self._preamble = 0
+        self.discarded += dropped
+        return dropped
+
     @property
     def buffered(self) -> bytes:
         """Bytes received but not yet consumed (the unconsumed tail)."""

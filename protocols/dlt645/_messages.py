@@ -679,7 +679,7 @@ def _decode_request(
                 if (b >> 4) > 9 or (b & 0xF) > 9:
                     return None, [f"freeze pattern byte {b:02X} is not BCD"]
                 parts.append((b >> 4) * 10 + (b & 0xF))
-            return FreezeRequest(addr, *parts), warnings
+            return FreezeRequest(addr, parts[0], parts[1], parts[2], parts[3]), warnings
         if code == Function2007.CHANGE_PASSWORD and n == 12:
             ol, op_ = _password(data[4:8])
             nl, np_ = _password(data[8:12])
@@ -698,7 +698,7 @@ def _decode_request(
         if code == Function2007.REMOTE_CONTROL and n == 16:
             level, pwd = _password(data)
             deadline, warn = decode_field(_TIME6, data[10:16])
-            if not _is_when(deadline, data[10:16]):
+            if not _is_when(deadline, data[10:16]) or not isinstance(deadline, str):
                 return None, [f"remote-control deadline: {warn}"]
             if warn:
                 warnings.append(f"remote-control deadline: {warn}")
@@ -733,7 +733,7 @@ def _decode_request(
         return WriteAddressRequest(format_address(data), addr, v), warnings
     if code == f.TIME_SYNC and n == 6:
         when, warn = decode_field(_TIME6, data)
-        if not _is_when(when, data):
+        if not _is_when(when, data) or not isinstance(when, str):
             return None, [f"time sync: {warn}"]
         if warn:
             warnings.append(f"time sync: {warn}")

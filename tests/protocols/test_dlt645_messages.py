@@ -188,3 +188,68 @@ def test_remote_control_zero_deadline_decodes_with_warning() -> None:
     assert msg == RemoteControlRequest("201905241006", RemoteCommand.TRIP, "2000-00-00 00:00:00")
     assert len(warnings) == 1 and "deadline" in warnings[0]
     assert pack(msg) == raw
+
+
+def test_meter_simulator_round_trip_through_public_api() -> None:
+    """The docstring example of protocols.dlt645: a fake meter answering a master."""
+    from protocols.dlt645 import (
+        NEED_DATA,
+        Frame,
+        FrameDecoder,
+        error_word,
+    )
+
+    meter_address = "000012345678"
+    register = {0x00010000: [1234.56], 0x04000503: [0x0050]}
+
+    def meter(received: bytes) -> bytes:
+        decoder = FrameDecoder()
+        decoder.feed(received)
+        frame = decoder.next_frame()
+        assert isinstance(frame, Frame)
+        request, _ = decode_message(frame)
+        if isinstance(request, ReadAddressRequest):
+            return pack(ReadAddressResponse(meter_address), preamble=2)
+        if isinstance(request, ReadRequest) and request.di in register:
+            return pack(ReadResponse.from_values(meter_address, request.di,
+                                                 register[request.di]), preamble=2)
+        if isinstance(request, RemoteControlRequest):
+            return pack(Ack(meter_address, frame.function))
+        return pack(AbnormalResponse(meter_address, frame.function,
+                                     error_word(["no_requested_data"], V7)))
+
+    master = FrameDecoder()
+
+    def ask(message: Message) -> Message:
+        master.feed(meter(pack(message, preamble=4)))
+        frame = master.next_frame()
+        assert isinstance(frame, Frame) and master.next_frame() is NEED_DATA
+        reply, warnings = decode_message(frame)
+        assert warnings == ()
+        return reply
+
+    assert ask(ReadAddressRequest()) == ReadAddressResponse(meter_address)
+    reply = ask(ReadRequest(meter_address, 0x00010000))
+    assert isinstance(reply, ReadResponse)
+    assert [v.value for v in reply.values()[0]] == [1234.56]
+    reply = ask(ReadRequest(meter_address, 0x04000503))
+    assert isinstance(reply, ReadResponse)
+    assert {v.name: v.value for v in reply.values()[0]}["relay_open"] is True
+    trip = RemoteControlRequest(meter_address, RemoteCommand.TRIP, "2099-12-31 23:59:59")
+    assert ask(trip) == Ack(meter_address, Function2007.REMOTE_CONTROL)
+    reply = ask(ReadRequest(meter_address, 0x0201FF00))
+    assert isinstance(reply, AbnormalResponse)
+    assert reply.error_bits == ("no_requested_data",)
+
+
+def test_decoder_clear_drops_half_frame() -> None:
+    from protocols.dlt645 import NEED_DATA, Frame, FrameDecoder
+
+    dec = FrameDecoder()
+    dec.feed(h("FE FE 68 12 90 78 56 34 12 68 91"))
+    assert dec.next_frame() is NEED_DATA
+    assert dec.clear() == 11
+    assert dec.discarded == 11 and dec.buffered == b""
+    dec.feed(h("68 12 90 78 56 34 12 68 D1 01 35 8D 16"))
+    frame = dec.next_frame()
+    assert isinstance(frame, Frame) and frame.control == 0xD1 and frame.preamble == 0
