@@ -137,9 +137,11 @@ CASES: list[tuple[str, bytes, Any]] = [
     ),
     (
         UP_FRAMES,
-        # DL/T 645-2007 read reply of forward active total (protocols.md §2, §7).
+        # DL/T 645-2007 read reply from meter 000000000001 (address low byte first), C=91,
+        # L=08, DI 00010000 forward active total (+33: 33 33 34 33), value 000000.23 kWh
+        # (BCD 23 00 00 00 +33: 56 33 33 33), CS 26 (protocols.md §2, §5, §7).
         b'{"v":1,"batch":"C001-f-1","seq":3,"command":"rd-9","frames":[{"ts":'
-        b'"2026-01-01T00:15:00+08:00","hex":"68010000000000689108333334335633333316",'
+        b'"2026-01-01T00:15:00+08:00","hex":"6801000000000068910833333433563333332616",'
         b'"meter":"000000000001","port":2}]}',
         FramesBatch(
             batch="C001-f-1",
@@ -148,7 +150,7 @@ CASES: list[tuple[str, bytes, Any]] = [
             frames=(
                 ForwardedFrame(
                     ts=T0,
-                    hex="68010000000000689108333334335633333316",
+                    hex="6801000000000068910833333433563333332616",
                     meter="000000000001",
                     port=2,
                 ),
@@ -786,3 +788,17 @@ def test_schema_describes_every_topic_and_requires_the_version() -> None:
     assert reading["properties"]["meter"]["pattern"] == "^[0-9]{12}$"
     assert set(reading["properties"]["quantity"]["enum"]) == set(VOCABULARY)
     assert reading["properties"]["ts"]["format"] == "date-time"
+
+
+def test_readme_examples_parse() -> None:
+    readme = SCHEMA_FILE.parents[1] / "README.md"
+    blocks = readme.read_text(encoding="utf-8").split("```json\n")[1:]
+    examples = [block.split("```", 1)[0] for block in blocks]
+    topics = [UP_READINGS, UP_EVENTS, UP_ACKS, UP_FRAMES]
+    assert len(examples) == len(topics)
+    for topic, example in zip(topics, examples, strict=True):
+        concentrator, message = parse_uplink(topic, example.encode())
+        assert concentrator == "C001"
+        assert message.v == 1
+    # The README's readings example is the first literal case, pretty-printed.
+    assert parse_uplink(UP_READINGS, examples[0].encode())[1] == CASES[0][2]
