@@ -31,6 +31,8 @@ fleet_app = typer.Typer(help="The archive (档案) of areas, meters and devices.
 import_app = typer.Typer(help="Bulk import of history.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Input that was rejected, and re-running it.",
                              no_args_is_help=True)
+analyze_app = typer.Typer(help="Line loss and suspects from the database.", no_args_is_help=True)
+app.add_typer(analyze_app, name="analyze")
 app.add_typer(db_app, name="db")
 app.add_typer(fleet_app, name="fleet")
 app.add_typer(import_app, name="import")
@@ -260,6 +262,49 @@ def quarantine_replay(
 
     _, url = database_for_command()
     raise typer.Exit(run(url, ids, as_json=as_json))
+
+
+def _date(value: str, option: str) -> Any:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise CliError(f"{option}: {value!r} is not a date (YYYY-MM-DD)", EXIT_USAGE) from None
+
+
+@analyze_app.command("lineloss")
+def analyze_lineloss(
+    date_from: Annotated[str, typer.Option("--from", help="First local date, YYYY-MM-DD.")],
+    date_to: Annotated[str, typer.Option("--to", help="Last local date (inclusive).")],
+    area: Annotated[str | None, typer.Option("--area", help="One area id.")] = None,
+    period: Annotated[str, typer.Option("--period", help="day | month")] = "day",
+    as_json: JsonOpt = False,
+) -> None:
+    """Same-period line loss (同期线损) per area and day or month, with state and coverage."""
+    import asyncio
+
+    import psycopg
+
+    from analytics.commands import compute_lineloss, format_lineloss
+
+    if period not in ("day", "month"):
+        raise CliError(f"--period: {period!r} is not day or month", EXIT_USAGE)
+    d_from, d_to = _date(date_from, "--from"), _date(date_to, "--to")
+    if d_to < d_from:
+        raise CliError("--to is before --from", EXIT_USAGE)
+    settings, url = database_for_command()
+
+    async def run() -> Any:
+        async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
+            return await compute_lineloss(conn, settings, d_from=d_from, d_to=d_to,
+                                          kind=period, area=area)
+
+    report = asyncio.run(run())
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_dict()) + "\n")
+    else:
+        sys.stdout.write(format_lineloss(report) + "\n")
 
 
 @broker_app.command("up")
