@@ -20,7 +20,8 @@ class FrameFault(StrEnum):
     BAD_SECOND_START = "bad_second_start"
     """Byte 7 of the frame proper is not the second ``68``."""
     BAD_LENGTH = "bad_length"
-    """The length byte does not agree with the bytes given (e.g. ``16`` not where L puts it)."""
+    """Whole-frame decoding: the bytes form a complete frame (end byte, valid checksum) but
+    the length byte L disagrees with its size."""
     BAD_CHECKSUM = "bad_checksum"
     """The arithmetic sum from the first ``68`` to the last data byte differs from CS."""
     BAD_END = "bad_end"

@@ -256,7 +256,9 @@ def decode_frame_prefix(data: bytes) -> tuple[Frame, int]:
 
     Raises:
         FrameError: ``NO_START`` if the first non-``FE`` byte is not ``68``; ``TRUNCATED`` if
-            the input ends early; ``BAD_SECOND_START``, ``BAD_END``, ``BAD_CHECKSUM``.
+            the input ends early; ``BAD_LENGTH`` if the input is a whole frame (end byte,
+            checksum over what is there) whose L byte disagrees; ``BAD_SECOND_START``,
+            ``BAD_END``, ``BAD_CHECKSUM``.
     """
     data = bytes(data)
     i = 0
@@ -272,14 +274,46 @@ def decode_frame_prefix(data: bytes) -> tuple[Frame, int]:
             reason=FrameFault.NO_START,
             data=data,
         )
-    frame, end = _check_at(data, i, i)
+    try:
+        frame, end = _check_at(data, i, i)
+    except FrameError as exc:
+        if exc.reason is FrameFault.BAD_END and _length_is_wrong(data, i):
+            raise FrameError(
+                f"the length byte says {data[i + 9]} data bytes, the frame has {n - i - 12}",
+                reason=FrameFault.BAD_LENGTH,
+                data=data[i:],
+            ) from None
+        raise
     if frame is None:
+        if _length_is_wrong(data, i):
+            raise FrameError(
+                f"the length byte says {data[i + 9]} data bytes, the frame has {n - i - 12}",
+                reason=FrameFault.BAD_LENGTH,
+                data=data[i:],
+            )
         raise FrameError(
             f"input ends after {n - i} bytes of a frame that needs {end - i}",
             reason=FrameFault.TRUNCATED,
             data=data[i:],
         )
     return frame, end
+
+
+def _length_is_wrong(data: bytes, start: int) -> bool:
+    """True when ``data[start:]`` is a whole frame except for its length byte.
+
+    That is: it ends with ``16``, has the second ``68``, and its last-but-one byte is the
+    checksum of everything before it. Only whole-frame decoding uses this (a stream cannot
+    know where a frame ends other than by L).
+    """
+    n = len(data) - start
+    return (
+        n >= OVERHEAD
+        and data[-1] == END
+        and data[start + 7] == START
+        and data[start + 9] != n - OVERHEAD
+        and sum(data[start:-2]) & 0xFF == data[-2]
+    )
 
 
 def decode_frame(data: bytes) -> Frame:

@@ -75,8 +75,12 @@ class DataValue:
     unit: str | None = None
 
 
+_BCD_BYTES = bytes(b for b in range(256) if (b & 0x0F) <= 9 and (b >> 4) <= 9)
+"""Every byte value that is two valid BCD digits."""
+
+
 def _is_bcd(raw: bytes) -> bool:
-    return all((b & 0x0F) <= 9 and (b >> 4) <= 9 for b in raw)
+    return not raw.translate(None, _BCD_BYTES)
 
 
 def _digits(raw: bytes) -> str:
@@ -149,10 +153,13 @@ def decode_field(field: Field, raw: bytes) -> tuple[Scalar, str | None]:
         return text, warning
     date = f"20{d[0:2]}-{d[2:4]}-{d[4:6]}"
     text = f"{date} {d[6:8]}:{d[8:10]}"
+    second = 0
     if kind is FieldKind.DATETIME_SEC:
         text += f":{d[10:12]}"
+        second = int(d[10:12])
     try:
-        _dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S" if len(d) == 12 else "%Y-%m-%d %H:%M")
+        _dt.datetime(2000 + int(d[0:2]), int(d[2:4]), int(d[4:6]), int(d[6:8]), int(d[8:10]),
+                     second)
     except ValueError:
         warning = f"{field.name}: {text} is not a valid date and time"
     return text, warning

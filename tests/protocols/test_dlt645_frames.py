@@ -121,6 +121,9 @@ GOOD = "68 12 90 78 56 34 12 68 91 08 33 33 34 33 89 67 45 33 54 16"  # [CS]
         ("68 12 90 78 56 34 12 68 91 FF 33 33", FrameFault.TRUNCATED),
         # L says 7 but 8 data bytes follow: the 16 is not where L puts it
         ("68 12 90 78 56 34 12 68 91 07 33 33 34 33 89 67 45 33 54 16", FrameFault.BAD_END),
+        # the same with a checksum that fits the 20 bytes given: only L is wrong
+        ("68 12 90 78 56 34 12 68 91 07 33 33 34 33 89 67 45 33 53 16", FrameFault.BAD_LENGTH),
+        ("68 12 90 78 56 34 12 68 91 09 33 33 34 33 89 67 45 33 55 16", FrameFault.BAD_LENGTH),
         ("FE FE 68 12 90 78 56 34 12 68 91 08 33 33", FrameFault.TRUNCATED),
         ("FE FE FE FE", FrameFault.TRUNCATED),
         ("", FrameFault.TRUNCATED),

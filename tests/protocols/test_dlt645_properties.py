@@ -117,7 +117,7 @@ messages_1997: st.SearchStrategy[Message] = st.one_of(
 )
 
 
-@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(messages_2007, messages_1997), st.integers(0, 8))
 def test_every_message_round_trips(message: Message, preamble: int) -> None:
     wire = pack(message, preamble=preamble)
@@ -130,6 +130,7 @@ def test_every_message_round_trips(message: Message, preamble: int) -> None:
         assert any(k in w for k in ("baud", "command", "04000C0x", "deadline", "time")), w
 
 
+@settings(deadline=None)
 @given(st.sampled_from([RemoteCommand.TRIP, RemoteCommand.CLOSE, RemoteCommand.PROTECT]),
        seconds)
 def test_defined_remote_commands_decode_without_warning(command: int, deadline: str) -> None:
@@ -186,6 +187,7 @@ def typed_values(draw: st.DrawFn) -> tuple[int, Version, list[object]]:
     return di, version, [v.value for v in values if v.name in names]
 
 
+@settings(deadline=None)
 @given(typed_values())
 def test_values_round_trip(case: tuple[int, Version, list[object]]) -> None:
     di, version, values = case
@@ -199,7 +201,7 @@ def test_values_round_trip(case: tuple[int, Version, list[object]]) -> None:
 
 
 # robustness: nothing but our own errors, whatever the input --------------------------------
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=300))
 def test_decode_frame_random_bytes(raw: bytes) -> None:
     try:
@@ -227,7 +229,7 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(raw)
 
 
-@settings(max_examples=800)
+@settings(max_examples=800, deadline=None)
 @given(mutated())
 def test_mutated_frames_never_raise_foreign_errors(raw: bytes) -> None:
     try:
@@ -249,7 +251,7 @@ def test_mutated_frames_never_raise_foreign_errors(raw: bytes) -> None:
                             "warnings"}
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.binary(max_size=40), mutated(),
                           st.sampled_from([h(w) for _, w in PUBLISHED])), max_size=8),
        st.integers(1, 64))
@@ -275,7 +277,7 @@ def test_stream_decoder_random_chunks(parts: list[bytes], chunk: int) -> None:
     assert len(dec.buffered) <= 12 + 255
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.integers(0, 0xFFFFFFFF), st.binary(max_size=60), st.sampled_from([V7, V97]))
 def test_decode_values_never_raises(di: int, raw: bytes, version: Version) -> None:
     if version is V97:
@@ -284,7 +286,7 @@ def test_decode_values_never_raises(di: int, raw: bytes, version: Version) -> No
     assert values and all(isinstance(w, str) for w in warnings)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.sampled_from(_DIS_2007), st.binary(max_size=60))
 def test_known_dis_with_random_bytes(di: int, raw: bytes) -> None:
     values, warnings = decode_values(di, raw)

@@ -108,6 +108,7 @@ def test_extra_bytes_reported() -> None:
         (VOLTAGE[:-6], "truncated"),
         ("00 " + VOLTAGE, "no_start"),
         ("68 61 01 00 00 00 00 69 91 06 33 34 34 35 34 43 10 16", "bad_second_start"),
+        ("68 61 01 00 00 00 00 68 91 05 33 34 34 35 34 43 0F 16", "bad_length"),
         ("68 6", "bad_hex"),
         ("zz", "bad_hex"),
         ("", "truncated"),
