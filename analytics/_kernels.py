@@ -14,6 +14,9 @@ from numba import njit, prange
 
 #: fastmath flags for every kernel (one place, see HOUSE_STYLE R17). Off: NaN is data here.
 FASTMATH = False
+#: Flags for kernels whose inputs are finite by construction (the balance fit's design):
+#: reassociation lets the dot products vectorise; NaN/Inf semantics are kept.
+FASTMATH_FINITE = {"reassoc", "contract"}
 
 # ---------------------------------------------------------------------------------------------
 # Line loss
@@ -750,22 +753,51 @@ def _design(y, e, z, use_meter, fixed_meter, use_slot, xmat, yvec):
         col += 1
 
 
-@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH_FINITE)
+def _dot(xmat, i, j):
+    """Dot product of design rows i and j (finite by construction)."""
+    s = 0.0
+    for k in range(xmat.shape[1]):
+        s += xmat[i, k] * xmat[j, k]
+    return s
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_FINITE)
+def _gram_row(xmat, yvec, xtx, xty, i):
+    """Row i of X Xᵀ (from the diagonal on, mirrored) and element i of X y."""
+    for j in range(i, xmat.shape[0]):
+        s = _dot(xmat, i, j)
+        xtx[i, j] = s
+        xtx[j, i] = s
+    s = 0.0
+    for k in range(xmat.shape[1]):
+        s += xmat[i, k] * yvec[k]
+    xty[i] = s
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_FINITE)
 def _gram(xmat, yvec, xtx, xty):
-    """X Xᵀ and X y of a row-major design (rows are regressors)."""
-    p = xmat.shape[0]
-    t = xmat.shape[1]
-    for i in prange(p):
-        for j in range(i, p):
-            s = 0.0
-            for k in range(t):
-                s += xmat[i, k] * xmat[j, k]
-            xtx[i, j] = s
-            xtx[j, i] = s
-        s = 0.0
-        for k in range(t):
-            s += xmat[i, k] * yvec[k]
-        xty[i] = s
+    """X Xᵀ and X y of a row-major design (rows are regressors); returns yᵀy.
+
+    Serial on purpose: one area is a few hundred microseconds of work, and areas are
+    parallelised by the caller (``nogil`` threads), not inside one fit.
+    """
+    for i in range(xmat.shape[0]):
+        _gram_row(xmat, yvec, xtx, xty, i)
+    s = 0.0
+    for k in range(yvec.shape[0]):
+        s += yvec[k] * yvec[k]
+    return s
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_FINITE)
+def _design_residual(xmat, yvec, beta, out):
+    """out = y − βᵀX for a design from ``_design``."""
+    for k in range(yvec.shape[0]):
+        s = yvec[k]
+        for i in range(xmat.shape[0]):
+            s -= beta[i] * xmat[i, k]
+        out[k] = s
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -954,3 +986,39 @@ def _meter_energy(reg, multiplier, modulus, ex_ptr, ex_period, ex_old_end, ex_ne
         for p in range(n_p):
             e = _term_energy(reg, m, p, modulus[m], ex_ptr, ex_period, ex_old_end, ex_new_start)
             out[m, p] = e * multiplier[m]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _meter_stats(e, sum_abs, n_finite):
+    """Per meter: Σ|E| and the number of finite values."""
+    for i in range(e.shape[0]):
+        s = 0.0
+        c = 0
+        for t in range(e.shape[1]):
+            v = e[i, t]
+            if not np.isnan(v):
+                s += abs(v)
+                c += 1
+        sum_abs[i] = s
+        n_finite[i] = c
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _slot_mask(y, e, need, slot_ok, total):
+    """Slots where the supply and every needed meter have a value; Σ of the finite E per slot.
+
+    ``slot_ok`` and ``total`` are outputs of length T.
+    """
+    n_t = y.shape[0]
+    for t in range(n_t):
+        slot_ok[t] = not np.isnan(y[t])
+        total[t] = 0.0
+    for i in range(e.shape[0]):
+        nd = need[i]
+        for t in range(n_t):
+            v = e[i, t]
+            if np.isnan(v):
+                if nd:
+                    slot_ok[t] = False
+            else:
+                total[t] += v

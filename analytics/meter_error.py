@@ -108,21 +108,22 @@ def _prepare(
 ) -> tuple[Any, ...]:
     y = as_float("supply", supply, 1)
     e = as_float("customers", customers, 2)
-    _n, t = e.shape
+    n, t = e.shape
     same_shape("supply", y, (t,))
-    finite = np.isfinite(e)
-    present = finite.any(axis=1)
-    absum = np.where(finite, np.abs(e), 0.0).sum(axis=1)
-    active = present & (absum > 0)
-    mean = np.where(active, absum / np.maximum(finite.sum(axis=1), 1), 0.0)
+    absum = np.empty(n)
+    n_fin = np.empty(n, dtype=np.int64)
+    k._meter_stats(e, absum, n_fin)
+    active = (n_fin > 0) & (absum > 0)
+    mean = np.where(active, absum / np.maximum(n_fin, 1), 0.0)
     ref = float(np.median(mean[active])) if active.any() else 0.0
     light = active & (mean < cfg.light_load_fraction * ref)
     use = active & ~light
     fixed = light
-    need = use | fixed
-    slot_ok = np.isfinite(y) & finite[need].all(axis=0)
+    slot_ok = np.empty(t, dtype=np.bool_)
+    total = np.empty(t)
+    k._slot_mask(y, e, use | fixed, slot_ok, total)
     if z is None:
-        zz = np.where(finite, e, 0.0).sum(axis=0) ** 2
+        zz = total * total
     else:
         zz = as_float("z", z, 1)
         same_shape("z", zz, (t,))
@@ -187,10 +188,10 @@ def fit_meter_errors(
         k._design(y, e, zz, use, fixed, slot_ok, xmat, yvec)
         xtx = np.empty((p, p))
         xty = np.empty(p)
-        k._gram(xmat, yvec, xtx, xty)
+        yty = k._gram(xmat, yvec, xtx, xty)
         beta = np.empty(p)
         var = np.empty(p)
-        s2 = k._ridge_solve(xtx, xty, float(yvec @ yvec), n_obs, n_use, cfg.ridge, beta, var)
+        s2 = k._ridge_solve(xtx, xty, yty, n_obs, n_use, cfg.ridge, beta, var)
         if np.isfinite(s2):
             theta[use] = beta[:n_use]
             var_theta[use] = var[:n_use]
@@ -199,7 +200,9 @@ def fit_meter_errors(
             xall = np.empty((p, n_all))
             yall = np.empty(n_all)
             k._design(y, e, zz, use, fixed, complete, xall, yall)
-            residual[complete] = yall - beta @ xall
+            r_all = np.empty(n_all)
+            k._design_residual(xall, yall, beta, r_all)
+            residual[complete] = r_all
     with np.errstate(divide="ignore", invalid="ignore"):
         error = 1.0 / theta - 1.0
         unc = np.sqrt(var_theta) / theta**2
