@@ -18,6 +18,12 @@ bytes from the first 68 to the last data byte) before it was put here. Sources:
 * [YK] code-search index file 47454965745 (C++ DL645 remote-control sender comment).
 * [SR] code-search index file 48185737871 (Qt meter reader debug capture, 04000102 reply).
 * [CH] code-search index file 5041269978 (RT-Thread 485 reader, 1997 9010 reply).
+* [TM] issasohail/tms:raw_frames.log (real 4G prepaid-meter captures; the address contains
+  byte 16, protocols.md §2).
+* [BT] code-search index file 39298352736 (a concentrator's DL/T 645-2007 read-frame builder,
+  broadcast and addressed time-sync examples).
+* [DF] code-search index file 21586523439 (376.2 carrier router code forwarding a 05060101
+  daily-freeze read).
 """
 
 from __future__ import annotations
@@ -75,6 +81,13 @@ PUBLISHED: list[tuple[str, str]] = [
     ("RA", "FE FE FE FE 68 94 41 03 26 12 18 68 93 06 C7 74 36 59 45 4B EB 16"),
     ("SR", "FE FE FE FE 68 18 55 60 06 00 00 68 91 07 35 34 33 37 65 86 4B 44 16"),
     ("CH", "68 43 97 35 14 00 00 68 81 06 43 C3 7B 96 57 33 1B 16"),
+    ("TM", "68 16 00 51 19 06 25 68 91 04 B3 B3 B3 B3 DC 16"),
+    ("TM", "68 16 00 51 19 06 25 68 91 45 32 44 B3 35 33 33 33 33 33 33 33 33 6C 55 33 33 33"
+           " 33 35 3C 33 33 33 33 33 33 33 B9 4A 33 B9 4A 33 33 33 33 33 33 33 33 3C 33 3C 33"
+           " 33 33 33 46 43 33 33 46 43 33 33 33 33 33 33 33 33 33 33 33 33 33 33 33 33 9A 16"),
+    ("BT", "68 99 99 99 99 99 99 68 08 06 84 55 43 38 39 4A 4B 16"),
+    ("BT", "68 11 11 11 11 11 11 68 08 06 58 73 43 38 39 4A 0D 16"),
+    ("DF", "68 07 07 00 00 34 12 68 11 04 34 34 39 38 12 16"),
 ]
 
 

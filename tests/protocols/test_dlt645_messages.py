@@ -23,6 +23,7 @@ from protocols.dlt645 import (
     ReadResponse,
     RemoteCommand,
     RemoteControlRequest,
+    TimeSyncRequest,
     Version,
     decode_message,
     detect_version,
@@ -104,6 +105,15 @@ CASES: list[tuple[str, Version, Message, Values, str]] = [
      "FE FE FE FE 68 94 41 03 26 12 18 68 93 06 C7 74 36 59 45 4B EB 16"),
     ("SR", V7, ReadResponse("000006605518", 0x04000102, h("32 53 18")), [("time", "18:53:32")],
      "FE FE FE FE 68 18 55 60 06 00 00 68 91 07 35 34 33 37 65 86 4B 44 16"),
+    # [TM] a vendor DI (80808080) answered with no data by a real 4G meter; address byte 16
+    ("TM", V7, ReadResponse("250619510016", 0x80808080, b""), [("raw", "")],
+     "68 16 00 51 19 06 25 68 91 04 B3 B3 B3 B3 DC 16"),
+    ("BT", V7, TimeSyncRequest("2017-06-05 10:22:51"), None,
+     "68 99 99 99 99 99 99 68 08 06 84 55 43 38 39 4A 4B 16"),
+    ("BT", V7, TimeSyncRequest("2017-06-05 10:40:25", "111111111111"), None,
+     "68 11 11 11 11 11 11 68 08 06 58 73 43 38 39 4A 0D 16"),
+    ("DF", V7, ReadRequest("123400000707", 0x05060101), None,
+     "68 07 07 00 00 34 12 68 11 04 34 34 39 38 12 16"),
     # --- 1997 ---
     ("KT", V97, ReadRequest("999999999999", 0x9010, version=V97), None,
      "68 99 99 99 99 99 99 68 01 02 43 C3 6F 16"),
@@ -155,7 +165,8 @@ def test_decode(source: str, version: Version, message: Message, values: Values,
     if values is not None:
         if isinstance(decoded, ReadResponse):
             got, value_warnings = decoded.values()
-            assert value_warnings == ()
+            unknown = decoded.di == 0x80808080
+            assert len(value_warnings) == (1 if unknown else 0)
             assert [(v.name, v.value) for v in got] == values
         else:
             assert isinstance(decoded, ReadAddressResponse)
