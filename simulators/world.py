@@ -85,17 +85,20 @@ class RelayState:
 
 @dataclass
 class Day:
-    """Physics and registers of one simulated day (points × slots)."""
+    """Physics and registers of one simulated day (points × slots), stored compactly.
+
+    Cumulative values are rebuilt on demand as ``start + Σ increments`` in float64; the
+    increments are kept as float32 (far below the 0.01 kWh a register shows), and the state
+    carried to the next day is built from the same float32 increments, so registers, freezes and
+    the truth all agree exactly.
+    """
 
     index: int
-    cum_fwd: F64  # registered cumulative forward, secondary, exact (P, S+1)
-    cum_rev: F64  # (P, S+1)
-    tar_start: F64  # tariff registers at day start (P, 4)
-    inc_tar: NDArray[np.float32]  # registered forward increments per tariff (P, 4, S)
+    start: F64  # (P, 8): registered total, t1..t4, reverse, physical import, physical export
+    inc: NDArray[np.float32]  # (P, 4, S): registered fwd, registered rev, phys imp, phys exp
+    tariff: NDArray[np.int8]  # (P, S): tariff 0..3 counting the forward increment, 4 = none
     missing: NDArray[np.bool_]  # slot reading not delivered (P, S)
     area_totals: dict[str, F64]  # per area physical sums for the truth (A,)
-    phys_cum_imp: F64  # physical cumulative through each meter (P, S+1)
-    phys_cum_exp: F64
 
 
 @dataclass
@@ -118,7 +121,7 @@ class World:
             truth aggregates and the freezes are kept for the whole run).
     """
 
-    def __init__(self, scenario: Scenario, keep_days: int = 3) -> None:
+    def __init__(self, scenario: Scenario, keep_days: int = 2) -> None:
         self.sc = scenario
         self.keep_days = max(2, keep_days)
         self.S = scenario.slots_per_day
@@ -380,6 +383,7 @@ class World:
         self.m_base_rev_a = np.array(self.m_base_rev)
         self.m_base_tar_a = np.array(self.m_base_tar)
         self.m_adj = np.zeros((self.M, 6))  # point cumulative at install (exchanges)
+        self._base6 = np.column_stack([self.m_base_fwd_a, self.m_base_tar_a, self.m_base_rev_a])
         self.m_install_a = np.array(self.m_install)
         self.m_remove_a = np.array(self.m_remove)
         # missing data, outages, spikes
@@ -632,32 +636,20 @@ class World:
             shift[p] = round(float(_fold(np.array(self.clock_offset(p, t_day)))) / self.slot_s)
         tariff = self.tou[(np.arange(S)[None, :] + shift[:, None]) % S].astype(np.int8)
         counted = ~self._active(self.tariff_mismatch_since, d) | (tariff != 2)
-        inc_tar = np.zeros((P, 4, S), dtype=np.float64)
+        tar_idx = np.where(counted, tariff, 4).astype(np.int8)
+        inc = np.stack([inc_fwd, inc_rev, imp, exp], axis=1).astype(np.float32)
+        sums = inc.astype(np.float64).sum(axis=2)
+        tar_sums = np.zeros((P, 4))
         for k in range(4):
-            inc_tar[:, k, :] = np.where((tariff == k) & counted, inc_fwd, 0.0)
-        cum_fwd = np.empty((P, S + 1))
-        cum_fwd[:, 0] = self._E_fwd
-        np.cumsum(inc_fwd, axis=1, out=cum_fwd[:, 1:])
-        cum_fwd[:, 1:] += self._E_fwd[:, None]
-        cum_rev = np.empty((P, S + 1))
-        cum_rev[:, 0] = self._E_rev
-        np.cumsum(inc_rev, axis=1, out=cum_rev[:, 1:])
-        cum_rev[:, 1:] += self._E_rev[:, None]
-        pci = np.empty((P, S + 1))
-        pci[:, 0] = self._Ephys_imp
-        np.cumsum(imp, axis=1, out=pci[:, 1:])
-        pci[:, 1:] += self._Ephys_imp[:, None]
-        pce = np.empty((P, S + 1))
-        pce[:, 0] = self._Ephys_exp
-        np.cumsum(exp, axis=1, out=pce[:, 1:])
-        pce[:, 1:] += self._Ephys_exp[:, None]
-        tar_start = self._E_tar.copy()
-        self._E_fwd = cum_fwd[:, -1].copy()
-        self._E_rev = cum_rev[:, -1].copy()
-        inc_tar32 = inc_tar.astype(np.float32)
-        self._E_tar = tar_start + inc_tar32.astype(np.float64).sum(axis=2)
-        self._Ephys_imp = pci[:, -1].copy()
-        self._Ephys_exp = pce[:, -1].copy()
+            tar_sums[:, k] = np.where(tar_idx == k, inc[:, 0, :], 0.0).astype(
+                np.float64).sum(axis=1)
+        start = np.column_stack([self._E_fwd, self._E_tar, self._E_rev, self._Ephys_imp,
+                                 self._Ephys_exp])
+        self._E_fwd = self._E_fwd + sums[:, 0]
+        self._E_rev = self._E_rev + sums[:, 1]
+        self._E_tar = self._E_tar + tar_sums
+        self._Ephys_imp = self._Ephys_imp + sums[:, 2]
+        self._Ephys_exp = self._Ephys_exp + sums[:, 3]
         # missing slot readings (delivery, not physics)
         mrng = np.random.default_rng([self.sc.seed, 61, d])
         missing = mrng.random((P, S)) < self.sc.injections.missing_slots
@@ -678,8 +670,7 @@ class World:
         totals["technical_loss_kwh"] = loss.sum(axis=1)
         totals["theft_kwh"] = np.bincount(ta, theft[cust].sum(axis=1), minlength=A)
         totals["outage_slots"] = (up == 0).sum(axis=1).astype(np.float64)
-        return Day(d, cum_fwd, cum_rev, tar_start, inc_tar32, missing, totals,
-                   pci, pce)
+        return Day(d, start, inc, tar_idx, missing, totals)
 
     def _state(self) -> tuple[F64, ...]:
         return (self._E_fwd.copy(), self._E_rev.copy(), self._E_tar.copy(),
@@ -771,10 +762,10 @@ class World:
                 continue
             s = g % self.S
             p, old, new = ex["point"], ex["old"], ex["new"]
-            tar = day.tar_start[p] + day.inc_tar[p, :, :s].astype(np.float64).sum(axis=1)
-            e = np.array([day.cum_fwd[p, s], *tar, day.cum_rev[p, s]])
+            e = self._cum(day, np.array([p]), np.array([s]), np.zeros(1))[0, :6]
             self.m_adj[new] = e
             old_exact = self.m_base6[old] - self.m_adj[old] + e
+            ex["old_end_exact"] = old_exact
             ex["old_end"] = float(shown(old_exact[0]))
             ex["old_end_rev"] = float(shown(old_exact[5]))
             ex["new_start"] = float(self.m_base_fwd_a[new])
@@ -782,14 +773,53 @@ class World:
     @property
     def m_base6(self) -> F64:
         """Starting readings of every meter: [total, t1..t4, reverse] (M, 6)."""
-        out: F64 = np.column_stack([self.m_base_fwd_a, self.m_base_tar_a, self.m_base_rev_a])
-        return out
+        return self._base6
 
     def _locate(self, t: F64) -> tuple[NDArray[np.int64], NDArray[np.int64], F64]:
         d = np.floor((t - self.t0) / 86400.0).astype(np.int64)
         x = (t - (self.t0 + d * 86400.0)) / self.slot_s
         s = np.clip(np.floor(x).astype(np.int64), 0, self.S - 1)
         return d, s, x - s
+
+    @staticmethod
+    def _cum(day: Day, p: NDArray[np.int64], s: NDArray[np.int64], frac: F64) -> F64:
+        """Cumulative [total, t1..t4, reverse, physical import, physical export] at slot
+        ``s`` plus ``frac`` of it, for points ``p`` (n, 8)."""
+        n = p.size
+        idx = np.arange(n)
+        inc = day.inc[p].astype(np.float64)  # (n, 4, S)
+        before = np.cumsum(inc, axis=2)[idx, :, s] - inc[idx, :, s]  # Σ inc[:s]
+        part = before + frac[:, None] * inc[idx, :, s]
+        out = day.start[p].copy()
+        out[:, 0] += part[:, 0]
+        out[:, 5] += part[:, 1]
+        out[:, 6] += part[:, 2]
+        out[:, 7] += part[:, 3]
+        fwd = inc[:, 0, :]
+        tar = day.tariff[p]
+        S = fwd.shape[1]
+        upto = np.arange(S)[None, :] < s[:, None]
+        for k in range(4):
+            mk = tar == k
+            out[:, 1 + k] += (np.where(mk & upto, fwd, 0.0).sum(axis=1)
+                              + frac * np.where(mk[idx, s], fwd[idx, s], 0.0))
+        return out
+
+    @staticmethod
+    def _cum_one(day: Day, p: int, s: int, frac: float) -> F64:
+        """:meth:`_cum` for one point (the path of single device reads)."""
+        inc = day.inc[p].astype(np.float64)  # (4, S)
+        part = inc[:, :s].sum(axis=1) + frac * inc[:, s]
+        out = day.start[p].copy()
+        out[0] += part[0]
+        out[5] += part[1]
+        out[6] += part[2]
+        out[7] += part[3]
+        tar = day.tariff[p]
+        out[1:5] += np.bincount(tar[:s], weights=inc[0, :s], minlength=5)[:4]
+        if tar[s] < 4:
+            out[1 + tar[s]] += frac * inc[0, s]
+        return out
 
     def _point_cum_at(self, pts: NDArray[np.int64], t: F64) -> F64:
         """Exact registered cumulative [total, t1..t4, reverse] of points at instants (n, 6).
@@ -801,17 +831,12 @@ class World:
         for dd in np.unique(d):
             if dd < 0:
                 continue
-            sel = np.flatnonzero(d == dd)
             day = self.days[int(dd)]
-            p, ss, ff = pts[sel], s[sel], frac[sel]
-            cf, cr = day.cum_fwd, day.cum_rev
-            out[sel, 0] = cf[p, ss] + ff * (cf[p, ss + 1] - cf[p, ss])
-            out[sel, 5] = cr[p, ss] + ff * (cr[p, ss + 1] - cr[p, ss])
-            inc = day.inc_tar[p].astype(np.float64)  # (n, 4, S)
-            cs = np.concatenate([np.zeros((p.size, 4, 1)), np.cumsum(inc, axis=2)], axis=2)
-            idx = np.arange(p.size)
-            out[sel, 1:5] = (day.tar_start[p] + cs[idx, :, ss]
-                             + ff[:, None] * inc[idx, :, ss])
+            if pts.size == 1:
+                out[0] = self._cum_one(day, int(pts[0]), int(s[0]), float(frac[0]))[:6]
+                continue
+            sel = np.flatnonzero(d == dd)
+            out[sel] = self._cum(day, pts[sel], s[sel], frac[sel])[:, :6]
         return out
 
     def physical_cum(self, p: int, t: float) -> tuple[float, float]:
@@ -821,9 +846,8 @@ class World:
         if d[0] < 0:
             return 0.0, 0.0
         day = self.days[int(d[0])]
-        a, b = day.phys_cum_imp[p], day.phys_cum_exp[p]
-        s0, f0 = int(s[0]), float(f[0])
-        return (float(a[s0] + f0 * (a[s0 + 1] - a[s0])), float(b[s0] + f0 * (b[s0 + 1] - b[s0])))
+        c = self._cum(day, np.array([p]), s, f)[0]
+        return float(c[6]), float(c[7])
 
     def _install_bounds(self) -> tuple[F64, F64]:
         lo = np.where(self.m_install_a < 0, -np.inf, self.t0 + self.m_install_a * self.slot_s)
@@ -840,8 +864,12 @@ class World:
         """Meter ``m``'s exact unrolled registers at ``t``: [total, t1..t4, reverse]."""
         self.ensure_time(t)
         hi = self.m_remove[m]
-        if hi < NEVER:
-            t = min(t, self.g_time(hi))
+        if hi < NEVER and t >= self.g_time(hi):
+            ex = next(e for e in self.exchanges if e["old"] == m)
+            if "old_end_exact" in ex:
+                end: F64 = ex["old_end_exact"].copy()
+                return end
+            t = self.g_time(hi)
         lo = self.m_install[m]
         if lo >= 0:
             t = max(t, self.g_time(lo))
@@ -919,8 +947,7 @@ class World:
         day = self.days[d]
         s = min(max(0, int((t - self.g_time(d * self.S)) / self.slot_s)), self.S - 1)
         h = self.slot_s / 3600.0
-        kwh = (day.phys_cum_imp[p, s + 1] - day.phys_cum_imp[p, s]
-               - day.phys_cum_exp[p, s + 1] + day.phys_cum_exp[p, s])
+        kwh = float(day.inc[p, 2, s]) - float(day.inc[p, 3, s])
         kw = kwh / h / self.ct_true[p]
         if not self.meter_installed(m, t):
             kw = 0.0
@@ -1030,10 +1057,31 @@ class World:
         self.ensure_time(t)
         lo, hi = self._install_bounds()
         tt = np.clip(np.full(ms.size, t), lo[ms], hi[ms])
+        removed = tt < t
+        tt[removed] = t
         exact = self.m_base6[ms] - self.m_adj[ms] + self._point_cum_at(self.m_point_arr[ms], tt)
+        for i in np.flatnonzero(removed):
+            exact[i] = self.registers_exact(int(ms[i]), t)
         out: F64 = shown(exact)
         return out
 
     def silent_many(self, ms: NDArray[np.int64], t: float) -> NDArray[np.bool_]:
         """Vectorised :meth:`silent`."""
         return np.array([self.silent(int(m), t) for m in ms], dtype=bool)
+
+    def nbytes(self) -> int:
+        """Bytes held by the world's arrays (cached days, freezes, per-meter state)."""
+        total = 0
+        for day in self.days.values():
+            total += day.start.nbytes + day.inc.nbytes + day.tariff.nbytes + day.missing.nbytes
+        for fz in self.freezes.values():
+            total += (fz.values.nbytes + fz.exact.nbytes + fz.instant.nbytes + fz.label.nbytes
+                      + fz.valid.nbytes)
+        for st in self._day_start_state.values():
+            total += sum(x.nbytes for x in st)
+        for arr in (self._base6, self.m_adj, self.eps0, self.eps_class, self.eps_since,
+                    self.eps_rate, self.theft_frac, self.theft_since, self.stopped_since,
+                    self.reversed_since, self.tariff_mismatch_since, self.ct_true,
+                    self.ct_archive, self.true_area, self.kwp):
+            total += arr.nbytes
+        return total
