@@ -66,7 +66,7 @@ def _fields_for(item: DataItem, size: int) -> tuple[Field, ...] | None:
     total = 0
     for i, f in enumerate(item.fields):
         total += f.size
-        if total == size:
+        if total == size and (i + 1) % item.group == 0:
             return item.fields[: i + 1]
         if total > size:
             return None
@@ -205,9 +205,10 @@ def encode_values(
         raise EncodeError("load-profile records are encoded by the caller as bytes", value=di)
     values = list(values)
     if item.variable:
-        if not 1 <= len(values) <= len(item.fields):
+        if not 1 <= len(values) <= len(item.fields) or len(values) % item.group:
             raise EncodeError(
-                f"{di:X} takes 1..{len(item.fields)} values, got {len(values)}", value=values
+                f"{di:X} takes 1..{len(item.fields)} values in groups of {item.group}, "
+                f"got {len(values)}", value=values
             )
         fields = item.fields[: len(values)]
     else:

@@ -35,6 +35,7 @@ class DataItem:
         variable: True when a meter may return a prefix of ``fields`` (energy blocks: total
             plus as many tariffs as the meter has); False when the length must match exactly.
         special: Name of an extra decoding step (``"status_word_3"``, ``"load_record"``).
+        group: For variable blocks, fields come in groups of this many (demand + its time).
     """
 
     di: int
@@ -42,6 +43,7 @@ class DataItem:
     fields: tuple[Field, ...]
     variable: bool = False
     special: str | None = None
+    group: int = 1
 
     @property
     def size(self) -> int:
@@ -200,6 +202,30 @@ LOAD_RECORD_SECTIONS: tuple[tuple[Field, ...], ...] = (
 )
 
 
+# --- 2007 maximum demand: DI = 01 | type | tariff (00 total, 01..3F, FF block) | period --------
+# each item is the demand XX.XXXX (3 bytes) and its time YYMMDDhhmm (5 bytes) [verify]
+DEMAND_TYPES_2007: tuple[tuple[int, str, str, bool], ...] = (
+    (0x01, "forward_active", "kW", False),
+    (0x02, "reverse_active", "kW", False),
+    (0x03, "combined_reactive_1", "kvar", True),
+    (0x04, "combined_reactive_2", "kvar", True),
+    (0x05, "q1_reactive", "kvar", False),
+    (0x06, "q2_reactive", "kvar", False),
+    (0x07, "q3_reactive", "kvar", False),
+    (0x08, "q4_reactive", "kvar", False),
+    (0x09, "forward_apparent", "kVA", False),
+    (0x0A, "reverse_apparent", "kVA", False),
+)
+
+
+def _demand_fields(stem: str, tariff: int, unit: str, signed: bool,
+                   prefix: str) -> tuple[Field, Field]:
+    part = "total" if tariff == 0 else f"t{tariff}"
+    name = f"{prefix}{stem}_max_demand_{part}"
+    return (_num(f"{name}_{unit.lower()}", 3, 4, unit, signed),
+            Field(f"{name}_time", FieldKind.DATETIME_MIN, 5))
+
+
 def _lookup_2007(di: int) -> DataItem | None:
     if di in FIXED_2007:
         desc, fields = FIXED_2007[di]
@@ -221,6 +247,20 @@ def _lookup_2007(di: int) -> DataItem | None:
             if d1 <= MAX_TARIFFS:
                 return DataItem(di, f"{stem} energy{period}",
                                 (_energy_field(stem, d1, unit, signed, prefix),))
+        return None
+    if d3 == 0x01:
+        for code, stem, unit, signed in DEMAND_TYPES_2007:
+            if d2 != code or d0 > 0x0C:
+                continue
+            prefix = f"last{d0}_" if d0 else ""
+            if d1 == 0xFF:
+                fields = tuple(f for t in range(MAX_TARIFFS + 1)
+                               for f in _demand_fields(stem, t, unit, signed, prefix))
+                return DataItem(di, f"{stem} maximum demand block", fields, variable=True,
+                                group=2)
+            if d1 <= MAX_TARIFFS:
+                return DataItem(di, f"{stem} maximum demand",
+                                _demand_fields(stem, d1, unit, signed, prefix))
         return None
     if d3 == 0x02 and d0 == 0x00:
         for code, stem, size, dec, signed, unit, has_total in PHASE_QUANTITIES_2007:

@@ -264,3 +264,34 @@ def test_decoder_clear_drops_half_frame() -> None:
     dec.feed(h("68 12 90 78 56 34 12 68 D1 01 35 8D 16"))
     frame = dec.next_frame()
     assert isinstance(frame, Frame) and frame.control == 0xD1 and frame.preamble == 0
+
+
+@pytest.mark.parametrize(
+    ("control", "data", "version"),
+    [
+        (0x08, "00 00 00 01 01 26", V7),  # time sync: same layout in both, reported as 2007
+        (0x03, "", V97),  # 1997 re-read request
+        (0x83, "10 90", V97),  # 1997 re-read reply with a bare 2-byte DI
+        (0xC3, "02", V97),  # 1997 abnormal re-read reply (1-byte error word)
+        (0xC3, "04 00", V7),  # 2007 security service abnormal reply (2-byte SERR)
+        (0x03, "00 00 FF 07 01 02 03 04", V7),  # 2007 security service request
+        (0x1E, "", V7),  # unassigned code: default 2007
+        (0x10, "00 00 00 00", V97),
+        (0x9D, "01", V7),
+    ],
+)
+def test_detect_version(control: int, data: str, version: Version) -> None:
+    from protocols.dlt645 import Frame
+
+    assert detect_version(Frame(b"\x01" + bytes(5), control, h(data))) is version
+
+
+def test_load_record_request_fields() -> None:
+    from protocols.explain import explain
+
+    msg = ReadRequest("000000000001", 0x06000001, 3, "2026-11-23 00:00")
+    wire = pack(msg, preamble=4)
+    assert decode_message(feed_three_ways(wire)) == (msg, ())
+    obj, code = explain(wire.hex())
+    assert code == 0 and obj["di"] == "06000001"
+    assert obj["fields"] == {"blocks": 3, "start": "2026-11-23 00:00"}

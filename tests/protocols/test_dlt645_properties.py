@@ -143,7 +143,7 @@ _DIS_2007 = [0x00010000, 0x0001FF00, 0x00000000, 0x02010100, 0x0201FF00, 0x02020
              0x0202FF00, 0x02030000, 0x0203FF00, 0x02060000, 0x02800002, 0x02800007,
              0x04000101, 0x04000102, 0x04000401, 0x04000404, 0x04000503, 0x040005FF,
              0x05060001, 0x05060101, 0x00900200, 0x03110000, 0x03110001, 0x03300D01,
-             0x1D000001]
+             0x1D000001, 0x01010000, 0x0101FF00]
 _DIS_1997 = [0x9010, 0x901F, 0xB611, 0xB61F, 0xB621, 0xB630, 0xB650, 0xC010, 0xC011, 0xC032]
 
 
@@ -155,7 +155,8 @@ def typed_values(draw: st.DrawFn) -> tuple[int, Version, list[object]]:
     assert item is not None
     fields = item.fields
     if item.variable:
-        fields = fields[: draw(st.integers(1, min(len(fields), 8)))]
+        groups = draw(st.integers(1, min(len(fields), 8) // item.group))
+        fields = fields[: groups * item.group]
     # encode raw random bytes that are valid for each field, then decode them to typed values
     from protocols.dlt645 import FieldKind
 

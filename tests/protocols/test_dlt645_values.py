@@ -57,6 +57,15 @@ CASES = [
     (0x00010300, V7, "99 99 99 99", [("forward_active_t3_kwh", 999999.99, "kWh")]),
     (0x00020001, V7, "00 00 00 00", [("last1_reverse_active_total_kwh", 0.0, "kWh")]),
     (0x02800002, V7, "98 49", [("frequency_hz", 49.98, "Hz")]),
+    # maximum demand and its time [verify]
+    (0x01010000, V7, "00 25 01 30 08 23 11 26",
+     [("forward_active_max_demand_total_kw", 1.25, "kW"),
+      ("forward_active_max_demand_total_time", "2026-11-23 08:30", None)]),
+    (0x0101FF00, V7, "00 25 01 30 08 23 11 26 00 00 00 FF FF FF FF FF",
+     [("forward_active_max_demand_total_kw", 1.25, "kW"),
+      ("forward_active_max_demand_total_time", "2026-11-23 08:30", None),
+      ("forward_active_max_demand_t1_kw", 0.0, "kW"),
+      ("forward_active_max_demand_t1_time", None, None)]),
     (0x02800001, V7, "00 00 00", [("neutral_current_a", 0.0, "A")]),
     # protocols.md §6: ASCII sent low byte first: 56 30 2E 30 38 33 -> "380.0V"
     (0x04000404, V7, "56 30 2E 30 38 33", [("rated_voltage", "380.0V", None)]),
@@ -126,6 +135,7 @@ def test_status_word_3_relay_bits() -> None:
         (0x02010100, V7, "00 22 00", "do not fit"),
         (0x0001FF00, V7, "00 00 00", "do not fit"),
         (0x04000503, V7, "", "do not fit"),
+        (0x0101FF00, V7, "00 25 01", "do not fit"),  # a demand without its time
     ],
 )
 def test_content_faults_keep_raw_bytes(di: int, version: Version, data: str,
@@ -200,6 +210,7 @@ def test_load_record() -> None:
         (0x04000401, ["12345678901G"]),
         (0x04000501, [70000]),
         (0x06000001, [1]),
+        (0x0101FF00, [1.25]),  # demand blocks take (demand, time) pairs
     ],
 )
 def test_encode_values_refuses(di: int, values: list) -> None:

@@ -348,7 +348,8 @@ def test_integer_round_trip(
     word_order=_ORDERS,
     byte_order=_BYTES,
     scale=_SCALES,
-    value=st.floats(width=32, allow_nan=False, allow_infinity=False),
+    # Below the float32 maximum so value × scale ÷ scale cannot round past it.
+    value=st.floats(-1e38, 1e38).map(lambda x: struct.unpack(">f", struct.pack(">f", x))[0]),
 )
 def test_float32_round_trip(
     word_order: WordOrder, byte_order: ByteOrder, scale: float, value: float
@@ -819,3 +820,24 @@ def test_codec_imports_no_io_modules() -> None:
                 continue
             for name in names:
                 assert name.split(".")[0] not in banned, f"{path}: imports {name}"
+
+
+def test_package_docstring_example_runs() -> None:
+    import doctest
+
+    import protocols.modbus
+
+    result = doctest.testmod(protocols.modbus, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+def test_float32_extremes_decode_to_the_same_float() -> None:
+    entry = _entry(SDM630, "voltage_a_v")
+    # Largest finite float32 0x7F7FFFFF and values near it, where a shorter decimal
+    # ("3.403e+38") would overflow float32; the smallest subnormal 0x00000001.
+    for words in [(0x7F7F, 0xFFFF), (0x7F7F, 0xFFF0), (0xFF7F, 0xFFFF), (0x0000, 0x0001)]:
+        value = decode_value(entry, words).value
+        assert encode_value(entry, value) == words
+    assert decode_value(entry, (0x7F80, 0x0000)).value == math.inf
+    assert math.isnan(decode_value(entry, (0x7FC0, 0x0000)).value)

@@ -802,3 +802,13 @@ def test_readme_examples_parse() -> None:
         assert message.v == 1
     # The README's readings example is the first literal case, pretty-printed.
     assert parse_uplink(UP_READINGS, examples[0].encode())[1] == CASES[0][2]
+
+
+def test_package_docstring_example_runs() -> None:
+    import doctest
+
+    import protocols.mqtt
+
+    result = doctest.testmod(protocols.mqtt, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
