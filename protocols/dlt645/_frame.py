@@ -381,8 +381,12 @@ class FrameDecoder:
 
     @property
     def buffered(self) -> bytes:
-        """Bytes received but not yet consumed (the unconsumed tail)."""
-        return bytes(self._buf)
+        """Bytes received but not yet consumed (the unconsumed tail, pending FE included).
+
+        Every byte fed is accounted for exactly once: in a returned frame (preamble
+        included), in :attr:`discarded`, or here.
+        """
+        return b"\xfe" * self._preamble + bytes(self._buf)
 
     def next_frame(self) -> Frame | _NeedData:
         """Return the next complete frame, or :data:`NEED_DATA`.

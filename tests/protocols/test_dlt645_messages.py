@@ -259,6 +259,7 @@ def test_decoder_clear_drops_half_frame() -> None:
     dec = FrameDecoder()
     dec.feed(h("FE FE 68 12 90 78 56 34 12 68 91"))
     assert dec.next_frame() is NEED_DATA
+    assert dec.buffered == h("FE FE 68 12 90 78 56 34 12 68 91")
     assert dec.clear() == 11
     assert dec.discarded == 11 and dec.buffered == b""
     dec.feed(h("68 12 90 78 56 34 12 68 D1 01 35 8D 16"))

@@ -274,7 +274,7 @@ def test_stream_decoder_random_chunks(parts: list[bytes], chunk: int) -> None:
             assert isinstance(got, Frame)
             frames.append(got)
     used = sum(len(encode_frame(f)) for f in frames)
-    assert used + dec.discarded + len(dec.buffered) <= len(stream)
+    assert used + dec.discarded + len(dec.buffered) == len(stream)
     assert len(dec.buffered) <= 12 + 255
 
 
