@@ -81,8 +81,11 @@ def _shortest_float_text(raw: float, data_type: DataType) -> str:
     packed = struct.pack(">f", raw)
     for digits in range(1, 10):
         text = f"{raw:.{digits}g}"
-        if struct.pack(">f", float(text)) == packed:
-            return text
+        try:
+            if struct.pack(">f", float(text)) == packed:
+                return text
+        except OverflowError:  # rounding near the float32 maximum went past it
+            continue
     return repr(raw)  # pragma: no cover - 9 significant digits always identify a float32
 
 
