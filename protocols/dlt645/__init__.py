@@ -65,7 +65,8 @@ Data identifiers (registry of formats, scales, signs, units)::
     lookup(di: int, version=Version.V2007) -> DataItem | None
     decode_values(di, data, version=...) -> tuple[tuple[DataValue, ...], tuple[str, ...]]
     encode_values(di, values, version=...) -> bytes
-    DataValue(name, value, unit); DataItem(di, description, fields, variable, special)
+    DataValue(name, value, unit)
+    DataItem(di, description, fields, variable, special, group)   # .size
     Field(name, kind, size, decimals, signed, unit); FieldKind
     decode_field(field, raw) -> (value, warning); encode_field(field, value) -> bytes
     decode_status_word_3(word) -> RelayStatus(word, relay_open, relay_trip_commanded,
@@ -79,8 +80,16 @@ CLOSE_ALLOWED 1B, CLOSE 1C, ALARM 2A, ALARM_RELEASE 2B, PROTECT 3A, PROTECT_RELE
 ``BAUD_BYTES`` (bps -> Z), ``WILDCARD_ADDRESS``, ``BROADCAST_ADDRESS``.
 
 Errors: ``DLT645Error`` > ``FrameError(reason: FrameFault, data: bytes)`` for frame faults,
-``EncodeError(value)`` for values that cannot be sent. Content faults never raise: decoders
-return raw bytes and warning strings.
+``EncodeError(value)`` for values that cannot be sent. ``FrameFault`` values (also the
+``reason`` strings of ``meterhub decode``): ``no_start``, ``bad_second_start``,
+``bad_length``, ``bad_checksum``, ``bad_end``, ``truncated``, ``trailing_bytes``, ``bad_hex``.
+Content faults never raise: decoders return raw bytes and warning strings.
+
+Values: numbers are ``int`` (no decimals) or ``float``; FF filler is ``None``; digit strings,
+ASCII, dates (``"2026-11-23"``), times (``"08:00:00"``) and date-times
+(``"2026-11-23 00:00"``, ``"... 00:00:05"``) are ``str``; status words are ``int`` (word 3
+adds ``relay_open``, ``relay_trip_commanded``, ``pre_trip_alarm``, ``protect_active`` flags).
+Encoders take the same types (and ``datetime``/``date``/``time`` objects).
 
 Example (a meter simulator answering a read)::
 
