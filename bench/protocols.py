@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -92,7 +93,7 @@ def mixed_frames() -> list[bytes]:
     return [bytes.fromhex(w) for w in PUBLISHED] + built
 
 
-def best_rates(paths: dict, frames: list[bytes]) -> dict[str, float]:  # type: ignore[type-arg]
+def best_rates(paths: dict[str, Any], frames: list[bytes]) -> dict[str, float]:
     """Frames per second of each path: best of PASSES rounds, the paths interleaved per round.
 
     Interleaving spreads any background load over all paths alike, which keeps the ratios
