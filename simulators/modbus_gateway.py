@@ -49,12 +49,13 @@ class ModbusGateway:
         size += size % 2
         self.size = size
 
-    def _values(self, m: int, t: float) -> dict[str, float]:
+    def _values(self, m: int, t: float, first: int, end: int) -> dict[str, float]:
         w = self.world
+        wanted = [e.quantity for e in self.map.entries if e.address < end and e.end > first]
         regs = w.registers(m, t)
         inst = w.instantaneous(m, t)
         vals: dict[str, float] = {}
-        for q in self.map.quantities:
+        for q in wanted:
             if q == "forward_active_total_kwh":
                 vals[q] = float(regs[0])
             elif q == "reverse_active_total_kwh":
@@ -74,20 +75,19 @@ class ModbusGateway:
     async def _action(self, m: int, function_code: int, start_address: int, address: int,
                       count: int, current_registers: list[int],
                       set_values: list[int] | list[bool] | None) -> ExcCodes | None:
-        del function_code, count
+        del function_code
         if set_values is not None:
             return ExcCodes.ILLEGAL_FUNCTION
         t = self.clock.now().timestamp()
         if self.world.silent(m, t):
             return ExcCodes.GATEWAY_NO_RESPONSE
-        vals = self._values(m, t)
+        vals = self._values(m, t, address, address + count)
         blocks = encode_values(self.map, vals)
         for block in blocks:
             for i, word in enumerate(block.registers):
                 idx = block.start + i - start_address
                 if 0 <= idx < len(current_registers):
                     current_registers[idx] = word
-        del address
         self.frames_answered += 1
         return None
 

@@ -21,6 +21,7 @@ Sources:
 
 from __future__ import annotations
 
+import csv
 from datetime import date
 from pathlib import Path
 from typing import Protocol
@@ -279,10 +280,13 @@ class AusgridPv:
 
     def __init__(self, path: Path, kwp: F64, slots: int, seed: int) -> None:
         try:
-            raw = np.genfromtxt(path, delimiter=",", names=True, dtype=None, encoding="utf-8")
-            gg = np.asarray(raw["GG"], dtype=np.float64)
-        except (OSError, ValueError) as exc:
-            raise ShapeError(f"{path}: {exc}") from exc
+            with path.open(newline="", encoding="utf-8") as fh:
+                rows = csv.reader(fh)
+                header = next(rows)
+                col = header.index("GG")
+                gg = np.array([float(r[col]) for r in rows if r], dtype=np.float64)
+        except (OSError, ValueError, StopIteration, IndexError) as exc:
+            raise ShapeError(f"{path}: cannot read the GG column ({exc})") from exc
         if gg.size < 48 or gg.size % 48:
             raise ShapeError(f"{path}: expected whole days of half-hours, got {gg.size} rows")
         self.days = gg.reshape(-1, 48) * 0.5  # average kW over 30 min -> kWh

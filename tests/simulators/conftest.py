@@ -53,3 +53,12 @@ def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real-data folder (``../shared/data``) used by the load-shape tests."""
+    path = Path(__file__).resolve().parents[3] / "shared" / "data"
+    if not path.is_dir():
+        pytest.fail(f"{path} is needed for the real load-shape test")
+    return path

@@ -1,0 +1,80 @@
+"""``meterhub simulate`` end to end: fleet file at start-up, truth at exit, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+SCENARIO = """\
+version = 1
+seed = 5
+days = 2
+speed = 172800.0
+areas = 2
+meters_per_area = 6
+[devices]
+dlt645_share = 0.7
+modbus_share = 0.3
+mqtt_share = 0.0
+latency_ms = 0
+baud = 0
+[injections]
+theft = 0.2
+"""
+
+
+def _meterhub() -> list[str]:
+    return [sys.executable, "-c", "from meterhub.cli import main; main()"]
+
+
+def test_simulate_runs_its_days_and_writes_truth(tmp_path: Path) -> None:
+    sc = tmp_path / "sc.toml"
+    sc.write_text(SCENARIO)
+    truth, fleet = tmp_path / "truth.json", tmp_path / "fleet.toml"
+    proc = subprocess.run([*_meterhub(), "simulate", "--scenario", str(sc), "--truth",
+                           str(truth), "--fleet", str(fleet)], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    doc = json.loads(truth.read_text())
+    assert doc["schema"] == "meterhub-sim-truth/1" and doc["days"] == 2
+    archive = tomllib.loads(fleet.read_text())
+    assert {m["number"] for m in archive["meter"]} <= {m["number"] for m in doc["meters"]}
+    assert archive["clock"]["speed"] == 172800.0
+
+
+def test_simulate_forever_stops_on_sigterm(tmp_path: Path) -> None:
+    sc = tmp_path / "sc.toml"
+    sc.write_text(SCENARIO.replace("speed = 172800.0", "speed = 3600.0"))
+    truth, fleet = tmp_path / "truth.json", tmp_path / "fleet.toml"
+    proc = subprocess.Popen([*_meterhub(), "simulate", "--scenario", str(sc), "--truth",
+                             str(truth), "--fleet", str(fleet), "--forever"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            if fleet.exists():
+                break
+            time.sleep(0.05)
+        assert fleet.exists(), "the fleet file is written at start-up"
+        urls = [g["url"] for g in tomllib.loads(fleet.read_text())["gateway"]]
+        assert all(u.startswith("tcp://127.0.0.1:") for u in urls)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    doc = json.loads(truth.read_text())
+    assert doc["schema"] == "meterhub-sim-truth/1"
+
+
+def test_simulate_exit_code_2_names_the_key(tmp_path: Path) -> None:
+    sc = tmp_path / "sc.toml"
+    sc.write_text(SCENARIO + "colour = 'red'\n")
+    proc = subprocess.run([*_meterhub(), "simulate", "--scenario", str(sc)],
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 2
+    assert json.loads(proc.stderr.decode().strip().splitlines()[-1])["error"]["key"] == (
+        "injections.colour")
