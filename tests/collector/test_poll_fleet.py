@@ -1,0 +1,164 @@
+"""The poller against simulated DL/T 645 and Modbus TCP gateways, on the real database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+
+from collector.archive import Archive
+from collector.poller import CollectorConfig, Poller
+from collector.schedule import ScheduleConfig
+from simulators.runner import Fleet
+from simulators.scenario import parse_scenario
+from storage.archive import load_archive
+
+pytestmark = pytest.mark.db
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+class FixedClock:
+    """A clock that stands still until the test moves it."""
+
+    def __init__(self, t: datetime) -> None:
+        self.t = t
+
+    def now(self) -> datetime:
+        return self.t
+
+    async def sleep_until(self, instant: datetime) -> None:
+        while self.t < instant:
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def fresh_db(empty_db: str) -> Iterator[str]:
+    """A migrated database of its own for one test."""
+    from storage import migrate
+
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        migrate.upgrade(conn)
+    yield empty_db
+
+
+def _scenario(**devices: Any) -> Any:
+    dev = {"dlt645_share": 0.7, "modbus_share": 0.3, "mqtt_share": 0.0,
+           "meters_per_gateway": 4, "modbus_meters_per_gateway": 4, "latency_ms": 0.0,
+           "baud": 0}
+    dev.update(devices)
+    return parse_scenario({"version": 1, "seed": 3, "areas": 2, "meters_per_area": 6,
+                           "days": 4, "speed": 1.0, "devices": dev})
+
+
+async def _load(db_url: str, fleet: Fleet) -> None:
+    archive = Archive.model_validate(fleet.fleet_document())
+    async with await psycopg.AsyncConnection.connect(db_url) as conn, conn.transaction():
+        await load_archive(conn, archive, actor="test", now=fleet.clock.now())
+
+
+async def _rows(db_url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        cur = await conn.execute(sql, args)
+        return await cur.fetchall()
+
+
+def _config(**kw: Any) -> CollectorConfig:
+    base: dict[str, Any] = {"listen_port": 0, "clock_checks": False,
+                            "schedule": ScheduleConfig(reread_days=2)}
+    base.update(kw)
+    return CollectorConfig(**base)
+
+
+async def test_a_cycle_stores_slot_registers_and_freezes_once(fresh_db: str) -> None:
+    clock = FixedClock(datetime(2026, 1, 3, 0, 7, tzinfo=TZ))
+    slot = datetime(2026, 1, 3, 0, 0, tzinfo=TZ)
+    async with Fleet(_scenario(), clock=clock) as fleet:
+        await _load(fresh_db, fleet)
+        w = fleet.world
+        async with Poller(db_url=fresh_db, clock=clock, tz=TZ, config=_config()) as poller:
+            await poller.run_cycle()
+            first = poller.stats.inserted
+            await poller.run_cycle()  # everything stored: nothing is read again
+            assert poller.stats.inserted == first
+        t = clock.now().timestamp()
+        stored = dict(await _rows(
+            fresh_db, "SELECT m.number, r.value FROM register_reading r JOIN meter m "
+            "ON m.id = r.meter_id WHERE r.quantity_id = 1 AND r.ts = %s", slot))
+        expected = {w.m_number[m]: float(w.registers(m, t)[0]) for m in range(w.M)
+                    if w.protocol[w.m_point[m]] in ("dlt645-2007", "modbus")
+                    and not w.silent(m, t)}
+        assert expected and stored.keys() == expected.keys()
+        for number, value in expected.items():
+            assert stored[number] == pytest.approx(value, abs=0.006)
+        freezes = await _rows(
+            fresh_db, "SELECT m.number, r.ts, r.value FROM register_reading r JOIN meter m "
+            "ON m.id = r.meter_id WHERE r.quantity_id = 7 ORDER BY 1, 2")
+        dlt = [m for m in range(w.M) if w.protocol[w.m_point[m]] == "dlt645-2007"]
+        want = set()
+        for m in dlt:
+            for n in (1, 2, 3):
+                fz = w.freeze_before(m, t, n)
+                if fz is not None:
+                    day = datetime(2026, 1, 4 - n, tzinfo=TZ)
+                    want.add((w.m_number[m], day, round(float(fz[0][0]), 2)))
+        got = {(num, ts.astimezone(TZ), round(v, 2)) for num, ts, v in freezes}
+        assert want and got == want
+        dup = await _rows(fresh_db, "SELECT count(*) FROM reading_conflict")
+        assert dup == [(0,)]
+
+
+async def test_listen_mode_dtus_register_and_are_polled(fresh_db: str) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    clock = FixedClock(datetime(2026, 1, 2, 10, 1, tzinfo=TZ))
+    sc = _scenario(gateway_listen_share=1.0, modbus_share=0.0, dlt645_share=1.0,
+                   dtu_connect_to=f"tcp://127.0.0.1:{port}", heartbeat_s=0.05)
+    async with Fleet(sc, clock=clock) as fleet:
+        await _load(fresh_db, fleet)
+        config = _config(listen_host="127.0.0.1", listen_port=port)
+        async with Poller(db_url=fresh_db, clock=clock, tz=TZ, config=config) as poller:
+            for _ in range(200):  # the DTUs connect out with a back-off
+                if all(link.connected for link in poller.links.values()):
+                    break
+                await asyncio.sleep(0.05)
+            assert poller.links and all(link.connected for link in poller.links.values())
+            await asyncio.sleep(0.2)  # heartbeats between requests are stripped
+            await poller.run_cycle()
+            assert sum(link.stats.heartbeats for link in poller.links.values()) > 0
+            assert sum(link.stats.garbage_bytes for link in poller.links.values()) == 0
+        rows = await _rows(fresh_db, "SELECT count(*) FROM register_reading WHERE "
+                           "quantity_id = 1 AND ts = %s",
+                           datetime(2026, 1, 2, 10, 0, tzinfo=TZ))
+        w = fleet.world
+        t = clock.now().timestamp()
+        assert rows[0][0] == sum(1 for m in range(w.M) if not w.silent(m, t))
+
+
+async def test_relay_state_read_back(fresh_db: str) -> None:
+    clock = FixedClock(datetime(2026, 1, 2, 10, 1, tzinfo=TZ))
+    sc = _scenario(modbus_share=0.0, dlt645_share=1.0)
+    async with Fleet(sc, clock=clock) as fleet:
+        await _load(fresh_db, fleet)
+        w = fleet.world
+        m = next(m for m in range(w.M) if not w.is_supply[w.m_point[m]])
+        number = w.m_number[m]
+        async with Poller(db_url=fresh_db, clock=clock, tz=TZ, config=_config()) as poller:
+            status = await poller.read_relay_state(number)
+            assert status.word == w.status_word_3(m, clock.now().timestamp())
+            assert status.relay_open is False
+            w.relay_command(m, clock.now().timestamp(), "trip")
+            clock.t += timedelta(minutes=1)
+            status = await poller.read_relay_state(number)
+            assert status.relay_trip_commanded is True
+        rows = await _rows(fresh_db, "SELECT count(*) FROM register_reading WHERE "
+                           "quantity_id = 60")
+        assert rows == [(2,)]
