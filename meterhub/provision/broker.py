@@ -261,8 +261,16 @@ def down(settings: Settings, *, timeout: float = 20) -> bool:
     return True
 
 
-def add_client(settings: Settings, client_id: str, role: str) -> Client:
+def add_client(
+    settings: Settings, client_id: str, role: str, *, password: str | None = None
+) -> Client:
     """Issue (or re-issue) credentials for ``client_id`` and reload the running broker.
+
+    Args:
+        settings: meterhub settings.
+        client_id: the MQTT username (a concentrator's id).
+        role: ``concentrator`` or ``collector``.
+        password: the password to set; a random one when None.
 
     Raises:
         ProvisionError: a bad id or role.
@@ -274,7 +282,7 @@ def add_client(settings: Settings, client_id: str, role: str) -> Client:
     if role not in ROLES:
         raise ProvisionError(f"role {role!r}: must be one of {', '.join(ROLES)}")
     clients = load_clients(settings)
-    client = Client(client_id, role, new_secret())
+    client = Client(client_id, role, password or new_secret())
     clients[client_id] = client
     _save_clients(settings, clients)
     _write_auth(settings, clients)
