@@ -184,6 +184,21 @@ class Concentrator:
                        asyncio.create_task(self._commands()),
                        asyncio.create_task(self._resender())]
 
+    async def _go_offline(self) -> None:
+        """An injected outage of the concentrator: drop the broker connection, stop reading."""
+        self._online = False
+        self.connected.clear()
+        if self.client is not None:
+            self.client.disconnect()
+            await asyncio.to_thread(self.client.loop_stop)
+
+    def _go_online(self) -> None:
+        """Back from an outage: reconnect (the buffer is re-sent once connected)."""
+        self._online = True
+        self.client = self._make_client()
+        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
+        self.client.loop_start()
+
     async def close(self) -> None:
         """Stop reading and disconnect."""
         for t in self._tasks:
@@ -235,8 +250,9 @@ class Concentrator:
 
     # ------------------------------------------------------------- schedule
     def _offline(self, g: int) -> bool:
+        """True when the concentrator is down for the slot ending at boundary ``g``."""
         win = self.world.conc_offline.get(self.index)
-        return win is not None and win[0] <= g < win[1]
+        return win is not None and win[0] <= g - 1 < win[1]
 
     async def _schedule(self) -> None:
         w = self.world
@@ -247,15 +263,9 @@ class Concentrator:
             await self.clock.sleep_until(datetime.fromtimestamp(t, UTC))
             offline = self._offline(g)
             if offline and self._online:
-                self._online = False
-                if self.client is not None:
-                    self.client.disconnect()
+                await self._go_offline()
             elif not offline and not self._online:
-                self._online = True
-                if self.client is not None:
-                    self.client.reconnect_delay_set(1, 10)
-                    with contextlib.suppress(Exception):
-                        self.client.reconnect()
+                self._go_online()
             if not offline:
                 self.read_slot(g)
             g += 1

@@ -34,6 +34,8 @@ class Delivery:
     def __init__(self, world: World) -> None:
         self.w = world
         self.run_slots = world.sc.days * world.S + world.S  # run plus the next day's reads
+        self.random_missing = {(int(p), d * world.S + int(s))
+                               for d, idx in world.missing_random.items() for p, s in idx}
 
     def _offline(self, window: tuple[int, int] | None, g: int) -> bool:
         return window is not None and window[0] <= g < window[1]
@@ -53,11 +55,13 @@ class Delivery:
         if proto == "mqtt":
             c = int(w.concentrator_of[p])
             coff = w.conc_offline.get(c)
+            # read at 00:05 of day b, then re-read on the following reread_days midnights
             for k in range(w.sc.mqtt.reread_days + 1):
                 g = (b + k) * S
                 if g >= self.run_slots:
                     break
-                if not self._offline(off, g) and not self._offline(coff, g):
+                if (not self._offline(off, g) and not self._offline(coff, g - 1)
+                        and not self._offline(coff, g) and (p, g) not in self.random_missing):
                     return True
             return False
         # DL/T 645: the meter keeps 62 freezes; readable whenever it answers again
