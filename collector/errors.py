@@ -71,3 +71,19 @@ class BadReply(CollectorError):
         super().__init__(message)
         self.reason = reason
         self.raw = raw
+
+
+class BrokerRefused(Unreachable):
+    """The MQTT broker could not be reached or refused the connection (credentials, ACL)."""
+
+
+class ReplayFailed(CollectorError):
+    """A quarantined input still cannot be stored when replayed.
+
+    Attributes:
+        reason: Machine-readable reason (``unknown_meter``, a payload fault …).
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
