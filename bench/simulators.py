@@ -21,6 +21,13 @@ What is measured, in one process and one run:
   ``dlt645 / echo``.
 * ``modbus``: FC04 reads of the energy registers answered per second through pymodbus 3.16
   servers with ``CONNECTIONS`` pymodbus clients; its baseline is the same echo figure.
+* ``mqtt`` (when ``/usr/sbin/mosquitto`` exists; a private broker on a free port): 20,000
+  meters behind 100 concentrators; one interval's scheduled read of every concentrator (build,
+  validate and encode the readings batches with ``protocols.mqtt``, publish QoS 1), as readings
+  per second; the baseline hands the very same payload bytes to one plain paho client
+  (``publish()`` calls, as for the concentrators: hand-off to the client, not delivery).
+  ``max_speed_keeping_up`` is the simulated speed at which one process still reads every
+  interval of 20,000 MQTT meters on time.
 """
 
 from __future__ import annotations
@@ -29,9 +36,15 @@ import asyncio
 import json
 import os
 import platform
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -191,9 +204,82 @@ async def bench_devices() -> dict[str, object]:
         }
 
 
+MOSQUITTO = Path("/usr/sbin/mosquitto")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def bench_mqtt(url: str) -> dict[str, object]:
+    data = scenario_data()
+    data["devices"] = {"dlt645_share": 0.0, "modbus_share": 0.0, "mqtt_share": 1.0,
+                       "meters_per_concentrator": 200}
+    data["mqtt"] = {"url": url, "inflight_max": 1000}
+    sc = parse_scenario(data)
+    async with Fleet(sc, keep_days=3) as fleet:
+        w = fleet.world
+        for c in fleet.concentrators:
+            await asyncio.wait_for(c.connected.wait(), 30)
+        g = int((fleet.clock.now().timestamp() - w.t0) // w.slot_s) + 1
+        w.ensure_time(w.g_time(g))
+        for c in fleet.concentrators:  # one slot first, so interval_kwh is produced too
+            c.read_slot(g)
+            c.buffer.clear()
+        before = sum(c.readings_sent for c in fleet.concentrators)
+        t = time.perf_counter()
+        for c in fleet.concentrators:
+            c.read_slot(g + 1)
+        took = time.perf_counter() - t
+        readings = sum(c.readings_sent for c in fleet.concentrators) - before
+        payloads = [p for c in fleet.concentrators for _t, p in c.buffer.values()]
+        topic = "meterhub/v1/c/BENCH/up/readings"
+        host, port = url.removeprefix("mqtt://").split(":")
+        raw = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw",
+                          protocol=mqtt.MQTTv5)
+        raw.max_inflight_messages_set(1000)
+        raw.connect(host, int(port))
+        raw.loop_start()
+        t = time.perf_counter()
+        infos = [raw.publish(topic, p, qos=1) for p in payloads]
+        raw_took = time.perf_counter() - t
+        for info in infos:
+            info.wait_for_publish(30)
+        raw.disconnect()
+        raw.loop_stop()
+        return {"meters": w.M, "concentrators": len(fleet.concentrators),
+                "readings_per_slot": readings, "batches_per_slot": len(payloads),
+                "slot_read_s": round(took, 3),
+                "readings_per_s": round(readings / took),
+                "raw_publish_readings_per_s": round(readings / raw_took),
+                "vs_raw_publish": round((readings / took) / (readings / raw_took), 3),
+                "max_speed_keeping_up": round(w.slot_s / took, 1)}
+
+
+def run_mqtt() -> dict[str, object] | str:
+    if not MOSQUITTO.exists():
+        return "skipped: no mosquitto"
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = Path(tmp) / "m.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                        "max_queued_messages 0\nuser root\n")
+        proc = subprocess.Popen([str(MOSQUITTO), "-c", str(conf)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            return asyncio.run(bench_mqtt(f"mqtt://127.0.0.1:{port}"))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
 def main() -> None:
     world = bench_world()
     devices = asyncio.run(bench_devices())
+    mqtt_result = run_mqtt()
     result = {
         "benchmark": "simulators",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -202,6 +288,7 @@ def main() -> None:
         "meters_simulated": world["meters"],
         "world": world,
         "devices": devices,
+        "mqtt": mqtt_result,
         "notes": "frames/s are loopback, no serial delay or latency; one request at a time "
                  "per connection; baseline = raw asyncio echo of the same reply bytes",
     }

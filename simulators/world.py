@@ -1058,10 +1058,12 @@ class World:
         lo, hi = self._install_bounds()
         tt = np.clip(np.full(ms.size, t), lo[ms], hi[ms])
         removed = tt < t
-        tt[removed] = t
+        not_yet = tt > t
+        tt[removed | not_yet] = t
         exact = self.m_base6[ms] - self.m_adj[ms] + self._point_cum_at(self.m_point_arr[ms], tt)
         for i in np.flatnonzero(removed):
             exact[i] = self.registers_exact(int(ms[i]), t)
+        exact[not_yet] = np.nan
         out: F64 = shown(exact)
         return out
 
