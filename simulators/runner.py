@@ -168,10 +168,11 @@ class Fleet:
         return (sum(g.bus.frames_answered for g in self.dlt645)
                 + sum(m.frames_answered for m in self.modbus))
 
-    def completed_days(self) -> int:
-        """Whole simulated days whose closing freeze has happened."""
+    def completed_days(self, *, cap: bool = True) -> int:
+        """Whole simulated days whose closing midnight has passed (capped at ``days``)."""
         now = self.clock.now().timestamp()
-        return max(0, min(self.sc.days, self.world.day_of(now)))
+        done = max(0, self.world.day_of(now))
+        return min(self.sc.days, done) if cap else done
 
 
 def write_truth(path: Path, world: World, days: int) -> None:
@@ -203,7 +204,7 @@ async def run(sc: Scenario, *, truth: Path | None, fleet: Path | None, forever: 
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=tick)
-        days = f.completed_days()
+        days = f.completed_days(cap=not forever)
         if truth is not None:
             w.ensure_day(days)
             write_truth(truth, w, days)

@@ -31,9 +31,10 @@ def _diff(end: float, start: float) -> float:
 class Delivery:
     """Which daily-frozen values each meter's channel can deliver during the run."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, days: int | None = None) -> None:
         self.w = world
-        self.run_slots = world.sc.days * world.S + world.S  # run plus the next day's reads
+        n = world.sc.days if days is None else days
+        self.run_slots = n * world.S + world.S  # run plus the next day's reads
         self.random_missing = {(int(p), d * world.S + int(s))
                                for d, idx in world.missing_random.items() for p, s in idx}
 
@@ -73,7 +74,7 @@ class Delivery:
 def area_days(world: World, days: int) -> list[dict[str, Any]]:
     """Truth per area and day for the first ``days`` simulated days."""
     w = world
-    dl = Delivery(w)
+    dl = Delivery(w, days)
     out: list[dict[str, Any]] = []
     ex_by_old = {e["old"]: e for e in w.exchanges}
     ex_by_new = {e["new"]: e for e in w.exchanges}
