@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -171,11 +172,13 @@ class Corrupt:
         reason: ``FrameFault`` value, or ``garbage``.
         raw: The bytes.
         message: Human explanation.
+        count: Bytes of garbage it stands for (1 for a corrupt frame).
     """
 
     reason: str
     raw: bytes
     message: str
+    count: int = 1
 
 
 StreamEvent = Frame | Registered | Heartbeat | Corrupt
@@ -206,6 +209,12 @@ class DtuStream:
         self._garbage = bytearray()
         self.heartbeats = 0
         self.garbage_bytes = 0
+        firsts = {0xFE, 0x68}
+        for m in self._models:
+            firsts.update((m.heartbeat[0], m.registration_prefix[0]))
+        self._interesting = re.compile(
+            b"[" + b"".join(re.escape(bytes([f])) for f in sorted(firsts)) + b"]")
+        self._garbage_count = 0
 
     def _control(self, rest: bytes) -> tuple[StreamEvent | None, int] | None:
         """Match a control line at the start of ``rest``.
@@ -255,21 +264,11 @@ class DtuStream:
                 out += buf[i:i + take]
                 i += take
                 self._remaining -= take
+                if not self._remaining:  # a whole candidate frame: decode it on its own
+                    events.extend(self._decode(bytes(out)))
+                    out.clear()
                 continue
             b = buf[i]
-            if b == 0xFE:
-                out.append(b)
-                i += 1
-                continue
-            if b == 0x68:
-                if n - i < 10:
-                    break
-                if buf[i + 7] == 0x68:
-                    self._remaining = 12 + buf[i + 9]
-                    continue
-                out.append(b)
-                i += 1
-                continue
             if self._models:
                 matched = self._control(bytes(buf[i:i + 128]))
                 if matched is not None:
@@ -284,17 +283,39 @@ class DtuStream:
                     events.append(event)
                     i += used
                     continue
-            self._garbage.append(b)
-            self.garbage_bytes += 1
-            out.append(b)
-            i += 1
+            if b == 0xFE:
+                out.append(b)
+                i += 1
+                continue
+            if b == 0x68:
+                if n - i < 10:
+                    break
+                if buf[i + 7] == 0x68:
+                    self._remaining = 12 + buf[i + 9]
+                    continue
+                out.append(b)
+                i += 1
+                continue
+            m = self._interesting.search(buf, i + 1)  # skip a garbage run in one step
+            j = m.start() if m else n
+            run = buf[i:j]
+            if len(self._garbage) < GARBAGE_REPORT_BYTES:
+                self._garbage += run[:GARBAGE_REPORT_BYTES - len(self._garbage)]
+            self.garbage_bytes += len(run)
+            self._garbage_count += len(run)
+            self.decoder.discarded += len(run)
+            i = j
         del buf[:i]
         if out:
             events.extend(self._decode(bytes(out)))
-        if self._garbage and (not self._remaining or len(self._garbage) >= GARBAGE_REPORT_BYTES):
-            raw = bytes(self._garbage[:GARBAGE_REPORT_BYTES])
+        if self._garbage_count:
+            raw = bytes(self._garbage)
+            events.append(Corrupt("garbage", raw,
+                                  f"{self._garbage_count} bytes outside any frame"
+                                  + (f" (first {len(raw)} kept)" if len(raw) < self._garbage_count
+                                     else ""), self._garbage_count))
             self._garbage.clear()
-            events.append(Corrupt("garbage", raw, f"{len(raw)} bytes outside any frame"))
+            self._garbage_count = 0
         return events
 
     def _decode(self, data: bytes) -> list[StreamEvent]:
@@ -304,7 +325,11 @@ class DtuStream:
             try:
                 frame = self.decoder.next_frame()
             except FrameError as exc:
+                # one report per corrupt candidate: the length byte bounded it, so do not
+                # let the decoder hunt for frames inside its remaining bytes
                 events.append(Corrupt(exc.reason.value, exc.data, str(exc)))
+                if not self._remaining:
+                    self.decoder = FrameDecoder()
                 continue
             if frame is NEED_DATA:
                 return events
@@ -369,7 +394,7 @@ class _Connection:
                 link.stats.heartbeats += 1
             elif isinstance(ev, Corrupt):
                 if ev.reason == "garbage":
-                    link.stats.garbage_bytes += len(ev.raw)
+                    link.stats.garbage_bytes += ev.count
                 else:
                     link.stats.corrupt += 1
                     self._put(_CORRUPT)

@@ -128,6 +128,8 @@ class CollectorConfig:
         reread_backoff_s: First back-off of a missing freeze that could not be read.
         reread_backoff_max_s: Largest back-off.
         clock_checks: Check and correct meter clocks.
+        quarantine_per_flush: Most faults quarantined per gateway between two commits; a
+            flooding gateway's excess is only counted (``faults_not_kept``).
     """
 
     link: LinkParams = field(default_factory=LinkParams)
@@ -142,6 +144,7 @@ class CollectorConfig:
     reread_backoff_s: float = 900.0
     reread_backoff_max_s: float = 6 * 3600.0
     clock_checks: bool = True
+    quarantine_per_flush: int = 20
 
 
 @dataclass(slots=True)
@@ -159,6 +162,7 @@ class PollStats:
     duplicates: int = 0
     conflicts: int = 0
     quarantined: int = 0
+    faults_not_kept: int = 0
     clock_syncs: int = 0
 
     def line(self) -> str:
@@ -167,6 +171,7 @@ class PollStats:
                 f"unreachable={self.unreachable} abnormal={self.abnormal} "
                 f"bad={self.bad_replies} stored={self.inserted} dup={self.duplicates} "
                 f"conflicts={self.conflicts} quarantined={self.quarantined} "
+                f"faults_not_kept={self.faults_not_kept} "
                 f"missed_slots={self.slots_missed} clock_syncs={self.clock_syncs}")
 
 
@@ -228,6 +233,7 @@ class Poller:
         self._db_lock = asyncio.Lock()
         self._rows: list[tuple[str, RegisterRow]] = []
         self._faults: list[tuple[str, Corrupt]] = []
+        self._faults_queued: dict[str, int] = {}
         self._events: list[tuple[int, datetime, str, dict[str, Any], str]] = []
         self._reread_next: dict[tuple[int, date], tuple[datetime, int]] = {}
         self._clock_checked: dict[int, datetime] = {}
@@ -313,6 +319,11 @@ class Poller:
                                    and self.gateways[gid].mode == "listen"}
 
     def _on_fault(self, gateway_id: str, event: Corrupt) -> None:
+        queued = self._faults_queued.get(gateway_id, 0)
+        if queued >= self.config.quarantine_per_flush:  # a flooding gateway: count, keep going
+            self.stats.faults_not_kept += 1
+            return
+        self._faults_queued[gateway_id] = queued + 1
         self._faults.append((gateway_id, event))
 
     # ----------------------------------------------------------------- storage
@@ -326,6 +337,7 @@ class Poller:
         async with self._db_lock:
             rows, self._rows = self._rows, []
             faults, self._faults = self._faults, []
+            self._faults_queued.clear()
             events, self._events = self._events, []
             by_source: dict[str, list[RegisterRow]] = defaultdict(list)
             for source, row in rows:
