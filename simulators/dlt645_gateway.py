@@ -127,27 +127,29 @@ class MeterBus:
         if isinstance(msg, TimeSyncRequest):
             if msg.address == BROADCAST_ADDRESS:
                 when = datetime.strptime(msg.time, "%Y-%m-%d %H:%M:%S")
-                for m in self.by_address.values():
-                    if not w.silent(m, t):
-                        w.set_clock(w.m_point[m], t, when, max_step_s=BROADCAST_MAX_STEP_S)
+                for rec in self.by_address.values():
+                    if not w.silent(rec, t):
+                        w.set_clock(w.m_point[rec], t, when, max_step_s=BROADCAST_MAX_STEP_S)
             return None
         if isinstance(msg, ReadAddressRequest):
             if msg.address != WILDCARD_ADDRESS or len(self.by_address) != 1:
                 return None  # several meters would answer at once: garbage, no reply
-            (addr, m), = self.by_address.items()
-            if w.silent(m, t):
+            (addr, only), = self.by_address.items()
+            if w.silent(only, t):
                 return None
             return pack(ReadAddressResponse(addr), preamble=4)
         address = getattr(msg, "address", None)
-        m = self.by_address.get(address) if isinstance(address, str) else None
+        if not isinstance(address, str):
+            return None
+        m = self.by_address.get(address)
         if m is None or w.silent(m, t):
             return None
         if isinstance(msg, ReadRequest):
-            return pack(self._read(address, m, msg.di, t), preamble=4)  # type: ignore[arg-type]
+            return pack(self._read(address, m, msg.di, t), preamble=4)
         if isinstance(msg, RemoteControlRequest):
-            return pack(self._remote(address, m, msg, t), preamble=4)  # type: ignore[arg-type]
+            return pack(self._remote(address, m, msg, t), preamble=4)
         if isinstance(msg, WriteRequest):
-            return pack(self._write(address, m, msg, t), preamble=4)  # type: ignore[arg-type]
+            return pack(self._write(address, m, msg, t), preamble=4)
         return pack(AbnormalResponse(address, frame.control & 0x1F, _err(["other_error"])),
                     preamble=4)
 

@@ -154,8 +154,8 @@ class IeeeEulvLoad:
         del on
         rng = _rng(self.seed, 22, day_index)
         n = self.level.shape[0]
-        pick = rng.integers(0, self.profiles.shape[0], n)
-        shift = rng.integers(-2, 3, n)
+        pick: NDArray[np.int64] = np.asarray(rng.integers(0, self.profiles.shape[0], n))
+        shift: NDArray[np.int64] = np.asarray(rng.integers(-2, 3, n))
         idx = (np.arange(self.slots)[None, :] - shift[:, None]) % self.slots
         base = self.profiles[pick[:, None], idx]
         out: F64 = base * (self.level * np.exp(rng.normal(0.0, 0.1, n)))[:, None]

@@ -328,9 +328,10 @@ class World:
         # supply meters with a wrong CT ratio in the archive
         for a in self._pick(np.arange(self.A, dtype=np.int64), inj.supply_ct_wrong):
             true = self.ct_true[a]
-            wrong = float(rng.choice([k for k in (20.0, 30.0, 40.0, 60.0, 80.0) if k != true]))
-            self.ct_archive[a] = wrong
-            add(int(a), {"kind": "supply_ct_wrong", "ct_true": true, "ct_archive": wrong})
+            ct_wrong = float(rng.choice([k for k in (20.0, 30.0, 40.0, 60.0, 80.0) if k != true]))
+            self.ct_archive[a] = ct_wrong
+            add(int(a), {"kind": "supply_ct_wrong", "ct_true": float(true),
+                         "ct_archive": ct_wrong})
         # clocks (DL/T 645 and MQTT meters have clocks; Modbus meters here do not)
         clocked = np.array([p for p in range(P) if self.protocol[p] != "modbus"], dtype=np.int64)
         self.clock: dict[int, list[ClockSegment]] = {}
@@ -665,10 +666,13 @@ class World:
         ta = self.true_area[cust]
         totals["supply_import_kwh"] = imp[:A].sum(axis=1)
         totals["supply_backfeed_kwh"] = exp[:A].sum(axis=1)
-        totals["customer_import_kwh"] = np.bincount(ta, imp[cust].sum(axis=1), minlength=A)
-        totals["customer_export_kwh"] = np.bincount(ta, exp[cust].sum(axis=1), minlength=A)
+        totals["customer_import_kwh"] = np.asarray(
+            np.bincount(ta, imp[cust].sum(axis=1), minlength=A), dtype=np.float64)
+        totals["customer_export_kwh"] = np.asarray(
+            np.bincount(ta, exp[cust].sum(axis=1), minlength=A), dtype=np.float64)
         totals["technical_loss_kwh"] = loss.sum(axis=1)
-        totals["theft_kwh"] = np.bincount(ta, theft[cust].sum(axis=1), minlength=A)
+        totals["theft_kwh"] = np.asarray(
+            np.bincount(ta, theft[cust].sum(axis=1), minlength=A), dtype=np.float64)
         totals["outage_slots"] = (up == 0).sum(axis=1).astype(np.float64)
         return Day(d, start, inc, tar_idx, missing, totals)
 
