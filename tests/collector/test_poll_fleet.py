@@ -188,3 +188,29 @@ async def test_corrupt_replies_are_quarantined_and_reads_retried(fresh_db: str) 
         live = sum(1 for m in range(w.M) if not w.silent(m, t))
         # retries recover nearly every read (0.3^4 of them may still fail)
         assert live - 2 <= stored[0][0] <= live
+
+
+async def test_clock_checks_sync_by_broadcast_or_addressed_write(fresh_db: str) -> None:
+    clock = FixedClock(datetime(2026, 1, 2, 10, 1, tzinfo=TZ))
+    sc = _scenario(modbus_share=0.0, dlt645_share=1.0, meters_per_gateway=32)
+    async with Fleet(sc, clock=clock) as fleet:
+        await _load(fresh_db, fleet)
+        w = fleet.world
+        t = clock.now().timestamp()
+        local = clock.now().replace(tzinfo=None)
+        a, b, c = [m for m in range(w.M) if not w.silent(m, t)][:3]
+        for m, off in ((a, 120), (b, 1800), (c, 30)):
+            assert w.set_clock(w.m_point[m], t, local + timedelta(seconds=off), max_step_s=None)
+        async with Poller(db_url=fresh_db, clock=clock, tz=TZ,
+                          config=_config(clock_checks=True)) as poller:
+            await poller.run_cycle()
+            assert poller.stats.clock_syncs == 2
+        for m in (a, b, c):
+            assert abs(w.clock_offset(w.m_point[m], t)) <= 60
+        events = await _rows(fresh_db, "SELECT m.number, e.detail FROM meter_event e JOIN "
+                             "meter m ON m.id = e.meter_id WHERE e.code = 'clock_sync'")
+        by_meter: dict[str, Any] = dict(events)
+        assert by_meter[w.m_number[a]]["method"] == "broadcast"
+        assert by_meter[w.m_number[b]]["method"] == "addressed"
+        assert by_meter[w.m_number[b]]["offset_s"] == pytest.approx(1800, abs=1)
+        assert all(d["confirmed"] for d in by_meter.values())
