@@ -74,6 +74,7 @@ class Fleet:
         self.concentrators: list[Concentrator] = []
         self.endpoints = Endpoints()
         self._exchanges_written = 0
+        self._manual_written = -1
 
     async def start(self) -> None:
         """Start every gateway and concentrator and write the fleet file.
@@ -132,10 +133,34 @@ class Fleet:
         if self.fleet_path is not None:
             write_fleet(self.fleet_path, self.fleet_document())
 
+    @property
+    def manual_path(self) -> Path | None:
+        """The reading-book CSV written beside the fleet file (``<fleet>.manual.csv``)."""
+        if self.fleet_path is None:
+            return None
+        return self.fleet_path.with_name(self.fleet_path.stem + ".manual.csv")
+
+    def manual_csv(self, until: float) -> str:
+        """Manual reads taken up to ``until`` in the CSV of ``meterhub import readings``."""
+        w = self.world
+        lines = ["meter,ts,quantity,value,read_kind,reader"]
+        for (m, _d), r in sorted(w.manual_reads.items(), key=lambda kv: (kv[1]["t"], kv[0])):
+            if r["t"] > until or r["value"] is None:
+                continue
+            reader = f"R{w.m_archive_area[m] + 1:03d}"
+            lines.append(f"{r['meter']},{r['ts']},forward_active_total_kwh,{r['value']:.2f},"
+                         f"manual,{reader}")
+        return "\n".join(lines) + "\n"
+
     def tick(self) -> None:
-        """Advance the physics to the simulated present; rewrite the archive after exchanges."""
+        """Advance the physics to the simulated present; rewrite the archive after exchanges
+        and the reading book after new manual reads."""
         now = self.clock.now().timestamp()
         self.world.ensure_time(now)
+        taken = sum(1 for r in self.world.manual_reads.values() if r["t"] <= now)
+        if taken != self._manual_written and self.manual_path is not None:
+            self._manual_written = taken
+            write_atomic(self.manual_path, self.manual_csv(now).encode("utf-8"))
         done = sum(1 for e in self.world.exchanges if self.world.g_time(e["g"]) <= now
                    and "old_end" in e)
         if done != self._exchanges_written:

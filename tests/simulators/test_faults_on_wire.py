@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import csv
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from protocols.dlt645 import ReadRequest, ReadResponse
+from protocols.dlt645 import (
+    Ack,
+    ReadRequest,
+    ReadResponse,
+    TimeSyncRequest,
+    WriteRequest,
+    encode_values,
+    pack,
+)
 from protocols.mqtt import ReadingsBatch
 from simulators.runner import Fleet
 from simulators.world import World
@@ -174,3 +185,61 @@ def test_real_load_shapes(shared_data: object) -> None:
             assert abs(left - right).max() < 1e-6
         if load.get("pv_source") == "ausgrid":
             assert sum(w.area_days[d]["customer_export_kwh"].sum() for d in range(2)) > 0
+
+
+async def test_reading_book_has_the_manual_reads(tmp_path: Path) -> None:
+    sc = scenario(devices=NO_MQTT)
+    clock = ManualClock(datetime.now(UTC))
+    async with Fleet(sc, clock=clock, fleet_path=tmp_path / "fleet.toml", keep_days=10) as f:
+        w = f.world
+        clock.set(datetime.fromtimestamp(w.t0 + 3 * 86400, UTC))
+        f.tick()
+        assert f.manual_path is not None
+        rows = list(csv.DictReader(f.manual_path.read_text().splitlines()))
+        reads = [r for r in w.manual_reads.values() if r["t"] <= clock.now().timestamp()]
+        delivered = [r for r in reads if r["value"] is not None]
+        assert len(rows) == len(delivered) > 0
+        by_key = {(r["meter"], r["ts"]): r for r in delivered}
+        for row in rows:
+            read = by_key[(row["meter"], row["ts"])]
+            assert float(row["value"]) == pytest.approx(read["value"])
+            assert row["read_kind"] == "manual" and row["quantity"] == "forward_active_total_kwh"
+        skipped = [r for r in reads if r["kind"] == "skipped"]
+        assert len(reads) == len(delivered) + len(skipped)
+        assert {r["kind"] for r in delivered} >= {"actual"}
+
+
+async def test_time_set_over_dlt645() -> None:
+    sc = scenario(devices=NO_MQTT, injections={"missing_slots": 0.0, "offline": 0.0,
+                                               "clock_drift": 0.5, "clock_reset": 0.0})
+    clock = ManualClock(datetime.now(UTC))
+    async with Fleet(sc, clock=clock, keep_days=10) as f:
+        w = f.world
+        now = w.t0 + 3.5 * 86400
+        clock.set(datetime.fromtimestamp(now, UTC))
+        where = {m: gw for gw in f.dlt645 for m in gw.bus.by_address.values()}
+        drifted = [p for p in _faulty(w, "clock_drift") if p in where
+                   and abs(w.clock_offset(p, now)) > 1.0]
+        assert drifted
+        p = drifted[0]
+        gw, addr = where[p], w.m_number[p]
+        true_local = datetime.fromtimestamp(now, UTC).astimezone(w.zone).replace(tzinfo=None)
+        small = abs(w.clock_offset(p, now)) <= 300
+        await send_only(gw.port, TimeSyncRequest(true_local.strftime("%Y-%m-%d %H:%M:%S")))
+        assert (abs(w.clock_offset(p, now)) < 1.0) == small
+        # an addressed write of the time always corrects it
+        data = encode_values(0x04000102, [true_local.strftime("%H:%M:%S")])
+        reply = await dlt645(gw.port, WriteRequest(addr, 0x04000102, data))
+        assert isinstance(reply, Ack)
+        assert abs(w.clock_offset(p, now)) < 1.0
+        assert any(c["kind"] == "time_set" for c in w.commands)
+
+
+async def send_only(port: int, request: object) -> None:
+    """Send a request that gets no reply (a broadcast) and let the gateway process it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(pack(request, preamble=4))  # type: ignore[arg-type]
+    await writer.drain()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(reader.read(100), 0.3)
+    writer.close()

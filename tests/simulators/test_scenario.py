@@ -43,3 +43,14 @@ def test_simulate_exits_2_on_unknown_key(tmp_path: Path, capsys: pytest.CaptureF
     assert "injections.thieves" in capsys.readouterr().err
     with pytest.raises(ScenarioError):
         load_scenario(tmp_path / "missing.toml")
+
+
+def test_shipped_scenarios_parse() -> None:
+    folder = Path(__file__).resolve().parents[2] / "simulators" / "scenarios"
+    names = sorted(p.name for p in folder.glob("*.toml"))
+    assert names == ["clean.toml", "real_shapes.toml", "realistic.toml"]
+    for path in folder.glob("*.toml"):
+        sc = load_scenario(path)
+        assert sc.version == 1
+    assert load_scenario(folder / "clean.toml").injections == parse_scenario(
+        {"version": 1}).injections
