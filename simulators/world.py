@@ -620,16 +620,18 @@ class World:
         imp[:A] = np.maximum(supply, 0.0)
         exp[:A] = np.maximum(-supply, 0.0)
         # registration: error, stopped, reversed, CT
-        gain = self._gain(d)[:, None]
-        ct = np.repeat(self.ct_true[:, None], S, axis=1)
+        del load, pv, net, avail
+        scale = np.repeat((self._gain(d) / self.ct_true)[:, None], S, axis=1)
         for p, (g0, _c1, c2) in self.ct_change.items():
-            ct[p, self._active(np.array([g0]), d)[0]] = c2
-        stopped = self._active(self.stopped_since, d)
+            after = self._active(np.array([g0]), d)[0]
+            scale[p, after] *= self.ct_true[p] / c2
+        scale[self._active(self.stopped_since, d)] = 0.0
         rev = self._active(self.reversed_since, d)
         fwd_meas = np.where(rev, exp, imp)
         rev_meas = np.where(rev, imp, exp)
-        inc_fwd = np.where(stopped, 0.0, gain * fwd_meas / ct)
-        inc_rev = np.where(stopped, 0.0, gain * rev_meas / ct)
+        inc_fwd = fwd_meas * scale
+        inc_rev = rev_meas * scale
+        del scale, rev
         # tariff period by the meter's own clock at the day's start
         shift = np.zeros(P, dtype=np.int64)
         t_day = self.g_time(d * S)
@@ -638,12 +640,15 @@ class World:
         tariff = self.tou[(np.arange(S)[None, :] + shift[:, None]) % S].astype(np.int8)
         counted = ~self._active(self.tariff_mismatch_since, d) | (tariff != 2)
         tar_idx = np.where(counted, tariff, 4).astype(np.int8)
-        inc = np.stack([inc_fwd, inc_rev, imp, exp], axis=1).astype(np.float32)
-        sums = inc.astype(np.float64).sum(axis=2)
+        inc = np.empty((P, 4, S), dtype=np.float32)
+        for k, arr in enumerate((inc_fwd, inc_rev, imp, exp)):
+            inc[:, k, :] = arr
+        del inc_fwd, inc_rev, fwd_meas, rev_meas
+        sums = inc.sum(axis=2, dtype=np.float64)
         tar_sums = np.zeros((P, 4))
         for k in range(4):
-            tar_sums[:, k] = np.where(tar_idx == k, inc[:, 0, :], 0.0).astype(
-                np.float64).sum(axis=1)
+            tar_sums[:, k] = np.where(tar_idx == k, inc[:, 0, :], np.float32(0.0)).sum(
+                axis=1, dtype=np.float64)
         start = np.column_stack([self._E_fwd, self._E_tar, self._E_rev, self._Ephys_imp,
                                  self._Ephys_exp])
         self._E_fwd = self._E_fwd + sums[:, 0]
@@ -836,10 +841,15 @@ class World:
             if dd < 0:
                 continue
             day = self.days[int(dd)]
+            at_start = (d == dd) & (s == 0) & (frac == 0.0)
+            if at_start.any():
+                out[at_start] = day.start[pts[at_start], :6]
+                if at_start.sum() == (d == dd).sum():
+                    continue
             if pts.size == 1:
                 out[0] = self._cum_one(day, int(pts[0]), int(s[0]), float(frac[0]))[:6]
                 continue
-            sel = np.flatnonzero(d == dd)
+            sel = np.flatnonzero((d == dd) & ~at_start)
             out[sel] = self._cum(day, pts[sel], s[sel], frac[sel])[:, :6]
         return out
 
