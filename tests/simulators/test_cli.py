@@ -78,3 +78,22 @@ def test_simulate_exit_code_2_names_the_key(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert json.loads(proc.stderr.decode().strip().splitlines()[-1])["error"]["key"] == (
         "injections.colour")
+
+
+def test_fleet_file_is_a_valid_archive(tmp_path: Path) -> None:
+    """The collector's own archive parser accepts what ``simulate`` writes."""
+    from collector.archive import parse_archive
+
+    sc = tmp_path / "sc.toml"
+    sc.write_text(SCENARIO.replace("theft = 0.2", "theft = 0.2\nexchange = 0.3\n"
+                                   "wrong_area = 0.2"))
+    fleet = tmp_path / "fleet.toml"
+    proc = subprocess.run([*_meterhub(), "simulate", "--scenario", str(sc), "--fleet",
+                           str(fleet)], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    archive = parse_archive(fleet.read_bytes(), name="fleet", site_timezone="Asia/Shanghai")
+    removed = [m for m in archive.meter if m.removed is not None]
+    installed = [m for m in archive.meter if m.installed is not None]
+    assert removed and len(removed) == len(installed)
+    assert all(m.end_reading is not None for m in removed)
+    assert archive.clock is not None and archive.clock.speed == 172800.0

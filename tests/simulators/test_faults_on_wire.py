@@ -12,10 +12,12 @@ import pytest
 
 from protocols.dlt645 import (
     Ack,
+    FrameError,
     ReadRequest,
     ReadResponse,
     TimeSyncRequest,
     WriteRequest,
+    decode_frame,
     encode_values,
     pack,
 )
@@ -243,3 +245,28 @@ async def send_only(port: int, request: object) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(reader.read(100), 0.3)
     writer.close()
+
+
+async def test_dropped_and_corrupted_replies() -> None:
+    for share, check in (("drop_share", "dropped"), ("corrupt_share", "corrupted")):
+        sc = scenario(faults=False, devices={**NO_MQTT, share: 1.0})
+        clock = ManualClock(datetime.now(UTC))
+        async with Fleet(sc, clock=clock) as f:
+            w = f.world
+            clock.set(datetime.fromtimestamp(w.t0 + 86400 + 3600, UTC))
+            gw = f.dlt645[0]
+            addr = next(iter(gw.bus.by_address))
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            writer.write(pack(ReadRequest(addr, 0x00010000), preamble=4))
+            await writer.drain()
+            try:
+                data = await asyncio.wait_for(reader.read(1024), 0.5)
+            except TimeoutError:
+                data = b""
+            writer.close()
+            if check == "dropped":
+                assert data == b""
+            else:
+                with pytest.raises(FrameError):
+                    decode_frame(data)
+            assert gw.bus.requests == 1
