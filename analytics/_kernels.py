@@ -17,6 +17,8 @@ FASTMATH = False
 #: Flags for kernels whose inputs are finite by construction (the balance fit's design):
 #: reassociation lets the dot products vectorise; NaN/Inf semantics are kept.
 FASTMATH_FINITE = {"reassoc", "contract"}
+#: Flags for NaN-aware reductions: reassociation only, so ``v == v`` still tests for NaN.
+FASTMATH_SUM = {"reassoc"}
 
 # ---------------------------------------------------------------------------------------------
 # Line loss
@@ -212,19 +214,115 @@ P_REG_REL_TOL = 6
 N_P = 7
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH_SUM)
+def _day_stats(day):
+    """One day's values (1-D view): Σ received, received, non-zero, negative, highest.
+
+    Branch-free so that it vectorises; ``v == v`` is the NaN test (no ``nnan`` flag). Taking
+    a 1-D view lets the loop index be provably non-negative (no wrap-around code).
+    """
+    s = 0.0
+    n_recv = 0
+    n_nz = 0
+    n_neg = 0
+    for j in range(day.shape[0]):
+        v = day[j]
+        ok = v == v
+        s += v if ok else 0.0
+        n_recv += 1 if ok else 0
+        n_nz += 1 if (ok and v != 0.0) else 0
+        n_neg += 1 if v < 0.0 else 0
+    # a separate loop: mixed with the sums above the maximum stops vectorisation
+    mx = -np.inf
+    for j in range(day.shape[0]):
+        v = day[j]
+        mx = v if v > mx else mx
+    return s, n_recv, n_nz, n_neg, mx
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _vee_interval_row(
-    x, m, spd, reg, modulus, outage, history, removed_slot, estimated, params, counts, summ,
-    slot_flags, day_flags,
+def _third_highest(x, m, base, spd):
+    """Third-highest received value of a day, and the slot of the highest."""
+    t1 = -np.inf
+    t2 = -np.inf
+    t3 = -np.inf
+    i1 = -1
+    for j in range(spd):
+        v = x[m, base + j]
+        if v > t1:
+            t3 = t2
+            t2 = t1
+            t1 = v
+            i1 = base + j
+        elif v > t2:
+            t3 = t2
+            t2 = v
+        elif v > t3:
+            t3 = v
+    return t3, i1
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _gap_scan(x, m, slot_flags, summ):
+    """First, last, gap runs and longest gap of a row with missing slots; flags gap slots.
+
+    Returns the number of missing slots between first and last. The run loop is branch-free
+    (missing slots are common in real rows and their pattern is unpredictable).
+    """
+    row = x[m]
+    n_slots = row.shape[0]
+    first = 0
+    while first < n_slots and row[first] != row[first]:
+        first += 1
+    if first == n_slots:
+        summ[m, C_FIRST] = -1
+        summ[m, C_LAST] = -1
+        summ[m, C_EXPECTED] = 0
+        summ[m, C_GAPS] = 0
+        summ[m, C_GAP_MAX] = 0
+        return 0
+    last = n_slots - 1
+    while row[last] != row[last]:
+        last -= 1
+    run = 0
+    gaps = 0
+    gap_max = 0
+    n_gap = 0
+    for s in range(first, last + 1):
+        v = row[s]
+        miss = v != v
+        gaps += 1 if (miss and run == 0) else 0
+        run = run + 1 if miss else 0
+        gap_max = run if run > gap_max else gap_max
+        n_gap += 1 if miss else 0
+    if n_gap > 0 and slot_flags.shape[0] > 0:
+        flags = slot_flags[m]
+        for s in range(first, last + 1):
+            if row[s] != row[s]:
+                flags[s] |= np.uint16(1 << R_GAP)
+    summ[m, C_FIRST] = first
+    summ[m, C_LAST] = last
+    summ[m, C_EXPECTED] = last - first + 1
+    summ[m, C_GAPS] = gaps
+    summ[m, C_GAP_MAX] = gap_max
+    return n_gap
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _vee_interval_rows(
+    x, lo, hi, spd, reg, modulus, outage, history, removed_slot, estimated, params, counts,
+    summ, slot_flags, day_flags,
 ):
-    """Validate one meter's interval row (see ``_vee_intervals``)."""
+    """Validate interval rows ``lo`` … ``hi − 1`` (see ``_vee_intervals``).
+
+    One call handles a block of rows: passing fifteen arrays costs more than a row's work.
+    """
     n_slots = x.shape[1]
     n_days = n_slots // spd
     has_reg = reg.shape[0] > 0
     has_out = outage.shape[0] > 0
     has_hist = history.shape[0] > 0
     hist_by_day = history.shape[1] > 1
-    has_est = estimated.shape[0] > 0
     has_sf = slot_flags.shape[0] > 0
     spike_ratio = params[P_SPIKE_RATIO]
     spike_min = params[P_SPIKE_MIN]
@@ -233,115 +331,83 @@ def _vee_interval_row(
     hist_min = params[P_HISTORY_MIN]
     reg_abs = params[P_REG_ABS_TOL]
     reg_rel = params[P_REG_REL_TOL]
-    removed = removed_slot[m]
 
-    first = -1
-    last = -1
-    received = 0
-    gaps = 0
-    gap_max = 0
-    run = 0
-    n_gap_slots = 0
-    n_neg = 0
-    n_after = 0
-    n_est = 0
-    for d in range(n_days):
-        day_sum = 0.0
-        n_recv = 0
-        n_nonzero = 0
-        any_out = False
-        t1 = -np.inf
-        t2 = -np.inf
-        t3 = -np.inf
-        i1 = -1
-        base = d * spd
-        for j in range(spd):
-            s = base + j
-            v = x[m, s]
-            if has_est and estimated[m, s]:
-                n_est += 1
-            if has_out and outage[m, s]:
-                any_out = True
-            if np.isnan(v):
-                if first >= 0:
-                    run += 1
+    for m in range(lo, hi):
+        received = 0
+        n_neg = 0
+        for d in range(n_days):
+            base = d * spd
+            day_sum, n_recv, n_nz, n_neg_d, mx = _day_stats(x[m, base : base + spd])
+            received += n_recv
+            n_neg += n_neg_d
+            if n_recv == 0:
                 continue
-            # an actual value
-            if first < 0:
-                first = s
-            elif run > 0:
-                gaps += 1
-                n_gap_slots += run
-                if run > gap_max:
-                    gap_max = run
-                if has_sf:
-                    for g in range(s - run, s):
-                        slot_flags[m, g] |= np.uint16(1 << R_GAP)
-                run = 0
-            last = s
-            received += 1
-            n_recv += 1
-            day_sum += v
-            if v != 0.0:
-                n_nonzero += 1
-            if v < 0.0:
-                n_neg += 1
-                if has_sf:
-                    slot_flags[m, s] |= np.uint16(1 << R_NEGATIVE)
-            if removed >= 0 and s >= removed:
-                n_after += 1
-                if has_sf:
-                    slot_flags[m, s] |= np.uint16(1 << R_READ_AFTER_REMOVAL)
-            if v > t1:
-                t3 = t2
-                t2 = t1
-                t1 = v
-                i1 = s
-            elif v > t2:
-                t3 = t2
-                t2 = v
-            elif v > t3:
-                t3 = v
-        if n_recv == 0:
-            continue
-        # daily rules
-        if n_nonzero == 0:
-            if any_out:
-                counts[m, R_ZERO_OUTAGE] += 1
-                day_flags[m, d] |= np.uint16(1 << R_ZERO_OUTAGE)
-            else:
-                counts[m, R_ZERO] += 1
-                day_flags[m, d] |= np.uint16(1 << R_ZERO)
-        if n_recv >= 3 and t1 >= spike_min and t1 > spike_ratio * t3:
-            counts[m, R_SPIKE] += 1
-            day_flags[m, d] |= np.uint16(1 << R_SPIKE)
+            if n_nz == 0:
+                any_out = False
+                if has_out:
+                    for j in range(base, base + spd):
+                        if outage[m, j]:
+                            any_out = True
+                            break
+                if any_out:
+                    counts[m, R_ZERO_OUTAGE] += 1
+                    day_flags[m, d] |= np.uint16(1 << R_ZERO_OUTAGE)
+                else:
+                    counts[m, R_ZERO] += 1
+                    day_flags[m, d] |= np.uint16(1 << R_ZERO)
+            if n_recv >= 3 and mx >= spike_min:
+                t3, i1 = _third_highest(x, m, base, spd)
+                if mx > spike_ratio * t3:
+                    counts[m, R_SPIKE] += 1
+                    day_flags[m, d] |= np.uint16(1 << R_SPIKE)
+                    if has_sf:
+                        slot_flags[m, i1] |= np.uint16(1 << R_SPIKE)
+            if n_recv == spd:
+                if has_hist:
+                    ref = history[m, d] if hist_by_day else history[m, 0]
+                    if ref >= hist_min:
+                        if day_sum > high_f * ref:
+                            counts[m, R_HIGH] += 1
+                            day_flags[m, d] |= np.uint16(1 << R_HIGH)
+                        elif n_nz > 0 and day_sum < low_f * ref:
+                            counts[m, R_LOW] += 1
+                            day_flags[m, d] |= np.uint16(1 << R_LOW)
+                if has_reg:
+                    delta = _wrapped_delta(reg[m, d], reg[m, d + 1], modulus[m])
+                    tol = reg_abs + reg_rel * abs(delta)
+                    if not np.isnan(delta) and abs(delta - day_sum) > tol:
+                        counts[m, R_REG_VS_INT] += 1
+                        day_flags[m, d] |= np.uint16(1 << R_REG_VS_INT)
+        summ[m, C_RECEIVED] = received
+        if received == n_slots:  # complete row: no gap to look for
+            summ[m, C_FIRST] = 0
+            summ[m, C_LAST] = n_slots - 1
+            summ[m, C_EXPECTED] = n_slots
+            summ[m, C_GAPS] = 0
+            summ[m, C_GAP_MAX] = 0
+        else:
+            counts[m, R_GAP] += _gap_scan(x, m, slot_flags, summ)
+        if n_neg > 0:
+            counts[m, R_NEGATIVE] += n_neg
             if has_sf:
-                slot_flags[m, i1] |= np.uint16(1 << R_SPIKE)
-        complete = n_recv == spd
-        if complete and has_hist:
-            ref = history[m, d] if hist_by_day else history[m, 0]
-            if ref >= hist_min and not np.isnan(ref):
-                if day_sum > high_f * ref:
-                    counts[m, R_HIGH] += 1
-                    day_flags[m, d] |= np.uint16(1 << R_HIGH)
-                elif n_nonzero > 0 and day_sum < low_f * ref:
-                    counts[m, R_LOW] += 1
-                    day_flags[m, d] |= np.uint16(1 << R_LOW)
-        if complete and has_reg:
-            delta = _wrapped_delta(reg[m, d], reg[m, d + 1], modulus[m])
-            if not np.isnan(delta) and abs(delta - day_sum) > reg_abs + reg_rel * abs(delta):
-                counts[m, R_REG_VS_INT] += 1
-                day_flags[m, d] |= np.uint16(1 << R_REG_VS_INT)
-    counts[m, R_GAP] += n_gap_slots
-    counts[m, R_NEGATIVE] += n_neg
-    counts[m, R_READ_AFTER_REMOVAL] += n_after
-    summ[m, C_FIRST] = first
-    summ[m, C_LAST] = last
-    summ[m, C_EXPECTED] = last - first + 1 if first >= 0 else 0
-    summ[m, C_RECEIVED] = received
-    summ[m, C_GAPS] = gaps
-    summ[m, C_GAP_MAX] = gap_max
-    summ[m, C_ESTIMATED] = n_est
+                for s in range(n_slots):
+                    if x[m, s] < 0.0:
+                        slot_flags[m, s] |= np.uint16(1 << R_NEGATIVE)
+        removed = removed_slot[m]
+        if removed >= 0:
+            n_after = 0
+            for s in range(max(removed, 0), n_slots):
+                if not np.isnan(x[m, s]):
+                    n_after += 1
+                    if has_sf:
+                        slot_flags[m, s] |= np.uint16(1 << R_READ_AFTER_REMOVAL)
+            counts[m, R_READ_AFTER_REMOVAL] += n_after
+        if estimated.shape[0] > 0:
+            n_est = 0
+            for s in range(n_slots):
+                if estimated[m, s]:
+                    n_est += 1
+            summ[m, C_ESTIMATED] = n_est
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
@@ -366,10 +432,12 @@ def _vee_intervals(
         slot_flags: (M, S) uint16 output (bit per rule), or (0, 0) to skip.
         day_flags: (M, D) uint16 output (bit per daily rule).
     """
-    for m in prange(x.shape[0]):
-        _vee_interval_row(
-            x, m, spd, reg, modulus, outage, history, removed_slot, estimated, params, counts,
-            summ, slot_flags, day_flags,
+    n = x.shape[0]
+    block = 256
+    for b in prange((n + block - 1) // block):
+        _vee_interval_rows(
+            x, b * block, min(n, (b + 1) * block), spd, reg, modulus, outage, history,
+            removed_slot, estimated, params, counts, summ, slot_flags, day_flags,
         )
 
 

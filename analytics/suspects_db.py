@@ -1,0 +1,267 @@
+"""Database glue for ``meterhub analyze suspects``: per-area balance fit, ranked suspects.
+
+Per area and window (local days, ``--to`` inclusive):
+
+* members: every meter whose 户变关系 record overlaps the window; outside its membership,
+  before its installation and after its removal a meter contributes 0 to this area (it is not
+  there), so exchanges and archive corrections need no special case; inside, a slot without
+  data is NaN and the fit drops it (never imputed, DOMAIN.md);
+* energy per slot: actual ``interval_kwh`` else derived from consecutive energy registers, as
+  ``vee`` reads it (:func:`storage.vee.interval_energy`), never estimates; meters with a finer
+  interval than the area's coarsest are summed up to it;
+* primary energy: × the CT × PT multiplier in force at each slot (the meter's
+  ``meter_multiplier`` history, else its archive ct × pt), applied here and only here;
+* a reverse term (forward − reverse) for meters archived as bidirectional or seen reporting
+  export; ``export_missing`` for bidirectional meters without export data;
+* supply: the area's supply meter(s) forward − reverse.
+
+Then :func:`analytics.meter_error.fit_meter_errors`, :func:`track_meter_errors` (daily points)
+and :func:`rank_suspects`. Every ranked row is stored in ``suspect`` (``alert`` marks the rows
+at or above the threshold); the command prints the alerts, or all rows with ``--all``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from analytics.meter_error import (
+    FitSettings,
+    Suspect,
+    SuspectReport,
+    SuspectSettings,
+    fit_meter_errors,
+    rank_suspects,
+    track_meter_errors,
+)
+from analytics.vee_db import Grid, _grid, _place
+
+EXIT_OK = 0
+EXIT_USAGE = 64
+
+
+@dataclass(frozen=True)
+class AreaSeries:
+    """One area's balance inputs on a common slot grid (primary kWh)."""
+
+    area: str
+    grid: Grid
+    supply: NDArray[np.float64]  # (slots,)
+    supply_numbers: list[str]
+    customers: NDArray[np.float64]  # (meters, slots)
+    numbers: list[str]
+    ids: list[int]
+    export_missing: NDArray[np.bool_]
+
+
+def _active_mask(grid: Grid, spans: list[tuple[datetime | None, datetime | None]]
+                 ) -> NDArray[np.bool_]:
+    """Slots (by their middle) inside any of the [from, to) spans."""
+    t0 = grid.start.timestamp()
+    mid = t0 + (np.arange(grid.n_slots) + 0.5) * grid.step_s
+    out = np.zeros(grid.n_slots, dtype=bool)
+    for a, b in spans:
+        lo = -np.inf if a is None else a.timestamp()
+        hi = np.inf if b is None else b.timestamp()
+        out |= (mid >= lo) & (mid < hi)
+    return out
+
+
+def _multiplier(grid: Grid, history: list[tuple[datetime, float]]) -> NDArray[np.float64]:
+    t0 = grid.start.timestamp()
+    mid = t0 + (np.arange(grid.n_slots) + 0.5) * grid.step_s
+    out = np.full(grid.n_slots, history[0][1] if history else 1.0)
+    for since, mult in history:
+        out[mid >= since.timestamp()] = mult
+    return out
+
+
+async def load_area(
+    conn: Any, settings: Any, *, area: str, d_from: date, d_to: date,
+    members: list[tuple[int, str, datetime | None, datetime | None]],
+) -> AreaSeries | None:
+    """The area's supply and customer series, or None without a supply meter or usable grid."""
+    from storage import vee as sv
+
+    spans: dict[int, list[tuple[datetime | None, datetime | None]]] = {}
+    for mid, a, vf, vt in members:
+        if a == area:
+            spans.setdefault(int(mid), []).append((vf, vt))
+    if not spans:
+        return None
+    info = await sv.meters(conn, default_interval=settings.default_interval_min,
+                           ids=sorted(spans))
+    if not any(m.role == "supply" for m in info):
+        return None
+    intervals = {m.interval_min for m in info}
+    g_iv = max(intervals)
+    if 1440 % g_iv or any(g_iv % iv for iv in intervals):
+        return None
+    grid = _grid(d_from, d_to, g_iv, settings.zone)
+    start, end = grid.start, grid.end
+    mults = await sv.multipliers(conn, ids=[m.id for m in info])
+    with_rev = await sv.has_reverse(conn, ids=[m.id for m in info], start=start, end=end)
+    rows = {m.id: i for i, m in enumerate(info)}
+    energy = np.full((len(info), grid.n_slots), np.nan)
+    for iv in sorted(intervals):
+        sub = [m for m in info if m.interval_min == iv]
+        sub_grid = _grid(d_from, d_to, iv, settings.zone)
+        sub_rows = {m.id: i for i, m in enumerate(sub)}
+        fwd_s, _ = await sv.interval_energy(conn, ids=[m.id for m in sub], start=start,
+                                            end=end, default_interval=settings.default_interval_min)
+        fwd, _ = _place(fwd_s, sub_rows, sub_grid)
+        rev_ids = [m.id for m in sub if m.id in with_rev]
+        if rev_ids:
+            rev_s, _ = await sv.interval_energy(
+                conn, ids=rev_ids, start=start, end=end,
+                default_interval=settings.default_interval_min, reverse=True)
+            rev, _ = _place(rev_s, sub_rows, sub_grid)
+            has = np.array([m.id in with_rev for m in sub])
+            fwd[has] = fwd[has] - rev[has]
+        k = g_iv // iv
+        agg = fwd.reshape(len(sub), grid.n_slots, k).sum(axis=2)  # NaN if any part missing
+        for m in sub:
+            energy[rows[m.id]] = agg[sub_rows[m.id]]
+    for m in info:
+        i = rows[m.id]
+        life = list(spans[m.id])
+        active = _active_mask(grid, life)
+        if m.installed_at is not None:
+            active &= _active_mask(grid, [(m.installed_at, None)])
+        if m.removed_at is not None:
+            active &= _active_mask(grid, [(None, m.removed_at)])
+        energy[i] = np.where(active, energy[i] * _multiplier(grid, mults.get(m.id, [])), 0.0)
+    sup = [m for m in info if m.role == "supply"]
+    cus = [m for m in info if m.role != "supply"]
+    supply = np.sum([energy[rows[m.id]] for m in sup], axis=0)
+    customers = (np.array([energy[rows[m.id]] for m in cus]) if cus
+                 else np.zeros((0, grid.n_slots)))
+    export_missing = np.array([m.bidirectional and m.id not in with_rev for m in cus],
+                              dtype=bool)
+    return AreaSeries(area, grid, supply, [m.number for m in sup], customers,
+                      [m.number for m in cus], [m.id for m in cus], export_missing)
+
+
+def rank_area(series: AreaSeries, *, fit_settings: FitSettings | None = None,
+              settings: SuspectSettings | None = None) -> SuspectReport:
+    """Fit the area's balance and rank its meters (every meter, highest score first)."""
+    g = series.grid
+    if series.customers.shape[0] == 0:
+        return SuspectReport([])
+    fit = fit_meter_errors(series.supply, series.customers, settings=fit_settings)
+    track = None
+    if fit.in_fit.any():
+        track = track_meter_errors(series.supply, series.customers, every=g.spd,
+                                   settings=fit_settings)
+    return rank_suspects(
+        fit, area_id=series.area, meter_ids=series.numbers, customers=series.customers,
+        supply_meter_id=series.supply_numbers[-1] if series.supply_numbers else None,
+        track=track, export_missing=series.export_missing, slots_per_day=g.spd,
+        start=g.start, interval_minutes=float(g.interval), settings=settings,
+    )
+
+
+async def compute_suspects(
+    conn: Any, settings: Any, *, d_from: date, d_to: date, area: str | None = None,
+    store: bool = True, fit_settings: FitSettings | None = None,
+    suspect_settings: SuspectSettings | None = None, progress: Any = None,
+) -> SuspectReport:
+    """Every area's ranked meters from the database (all rows; filter with ``.alerts``).
+
+    Args:
+        conn: async connection; the caller owns the transaction.
+        settings: meterhub settings.
+        d_from: first local date.
+        d_to: last local date (inclusive).
+        area: one area id, or None for all.
+        store: replace the window's rows in ``suspect``.
+        fit_settings: balance-fit settings.
+        suspect_settings: ranking thresholds (``alert``).
+        progress: optional callable(done, total).
+
+    Returns:
+        Rows grouped by area (ids ascending), highest score first within each.
+    """
+    from storage import boundaries as sb
+    from storage import vee as sv
+
+    cfg = suspect_settings or SuspectSettings()
+    zone = settings.zone
+    start = sv.day_start(d_from, zone)
+    end = sv.day_start(d_to + timedelta(days=1), zone)
+    areas = await sb.areas(conn, area=area)
+    members = await sb.memberships(conn, start=start, end=end)
+    out: list[Suspect] = []
+    for k, a in enumerate(areas):
+        series = await load_area(conn, settings, area=a.id, d_from=d_from, d_to=d_to,
+                                 members=members)
+        ranked = rank_area(series, fit_settings=fit_settings, settings=cfg) if series \
+            else SuspectReport([])
+        out.extend(ranked.suspects)
+        if store:
+            ids = dict(zip(series.numbers, series.ids, strict=True)) if series else {}
+            rows = []
+            for rank, s in enumerate(ranked.suspects, start=1):
+                d = s.to_dict()
+                d.update(meter_id=ids.get(s.meter), rank=rank, alert=s.score >= cfg.alert)
+                rows.append(d)
+            await sv.replace_suspects(conn, area=a.id, d_from=d_from, d_to=d_to, rows=rows)
+        if progress is not None:
+            progress(k + 1, len(areas))
+    return SuspectReport(out)
+
+
+def format_suspects(report: SuspectReport) -> str:
+    """A table for people."""
+    lines = [f"{'area':<10} {'meter':<12} {'kind':<18} {'score':>7} {'ε %':>8} {'± %':>6}  since"]
+    for s in report.suspects:
+        eps = f"{100 * s.error_estimate:>8.2f}" if s.error_estimate is not None else f"{'-':>8}"
+        unc = f"{100 * s.uncertainty:>6.2f}" if s.uncertainty is not None else f"{'-':>6}"
+        lines.append(f"{s.area:<10} {s.meter:<12} {s.kind:<18} {s.score:>7.2f} {eps} {unc}  "
+                     f"{s.since or '-'}")
+    return "\n".join(lines)
+
+
+def analyze_suspects_command(settings: Any, db_url: str, *, date_from: Any, date_to: Any,
+                             area: str | None = None, show_all: bool = False,
+                             as_json: bool = False) -> int:
+    """``meterhub analyze suspects --from DATE --to DATE [--area ID] [--all] [--json]``.
+
+    Returns:
+        0 (suspects are findings), 64 for bad dates.
+    """
+    import psycopg
+
+    from analytics.vee_db import _dates, _error, _print, _Progress
+
+    try:
+        d_from, d_to = _dates(date_from, date_to)
+    except ValueError as exc:
+        return _error(str(exc), as_json, "usage")
+    cfg = SuspectSettings()
+
+    async def run() -> SuspectReport:
+        async with await psycopg.AsyncConnection.connect(db_url) as conn, conn.transaction():
+            with _Progress("analyze suspects") as bar:
+                return await compute_suspects(conn, settings, d_from=d_from, d_to=d_to,
+                                              area=area, suspect_settings=cfg, progress=bar)
+
+    report = asyncio.run(run())
+    shown = report if show_all else report.alerts(cfg.alert)
+    if as_json:
+        _print(shown.to_dict())
+    else:
+        sys.stdout.write(format_suspects(shown) + "\n")
+    return EXIT_OK
+
+
+def suspects_json(report: SuspectReport) -> str:
+    """The ``--json`` document as text."""
+    return json.dumps(report.to_dict())
