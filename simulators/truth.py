@@ -19,6 +19,14 @@ from simulators.world import NEVER, ROLLOVER, World
 
 SCHEMA = "meterhub-sim-truth/1"
 
+# the ``kind`` of ``analyze suspects`` (CONTRACTS.md) that each injected fault should produce
+SUSPECT_KIND = {
+    "meter_fast": "meter_error", "meter_slow": "meter_error", "meter_drifting": "meter_error",
+    "stopped": "stopped_meter", "reversed": "reversed_meter", "theft": "theft",
+    "wrong_area": "wrong_area", "pv_export_not_collected": "pv_export_missing",
+    "supply_ct_wrong": "supply_ratio",
+}
+
 
 def _r(x: float) -> float:
     return round(float(x), 6)
@@ -174,6 +182,31 @@ def _fault_out(w: World, f: dict[str, Any]) -> dict[str, Any]:
            if k != "since_g"}
     if "since_g" in f:
         out["since"] = w.iso(w.g_time(int(f["since_g"])))
+    out["suspect_kind"] = SUSPECT_KIND.get(str(f["kind"]))
+    return out
+
+
+def _daily(w: World, m: int, days: int) -> dict[str, list[float | None]]:
+    """Per local day: physical energy through the meter and stolen around it (primary), and
+    what its daily freezes register (difference × archived CT; null without both freezes)."""
+    p = w.m_point[m]
+    lo, hi = w.m_install[m], w.m_remove[m]
+    out: dict[str, list[float | None]] = {"physical_import_kwh": [], "physical_export_kwh": [],
+                                           "theft_kwh": [], "registered_forward_kwh": [],
+                                           "registered_reverse_kwh": []}
+    for d in range(days):
+        whole = (lo < 0 or lo <= d * w.S) and (hi >= NEVER or hi >= (d + 1) * w.S)
+        pd = w.point_days.get(d)
+        for k, key in enumerate(("physical_import_kwh", "physical_export_kwh", "theft_kwh")):
+            out[key].append(_r(pd[k, p]) if whole and pd is not None else None)
+        f0, f1 = w.freezes.get(d), w.freezes.get(d + 1)
+        if f0 is None or f1 is None or not (f0.valid[m] and f1.valid[m]):
+            out["registered_forward_kwh"].append(None)
+            out["registered_reverse_kwh"].append(None)
+            continue
+        ct = float(w.ct_archive[p])
+        out["registered_forward_kwh"].append(_r(_diff(f1.values[m, 0], f0.values[m, 0]) * ct))
+        out["registered_reverse_kwh"].append(_r(_diff(f1.values[m, 5], f0.values[m, 5]) * ct))
     return out
 
 
@@ -214,6 +247,7 @@ def meters(world: World, days: int) -> list[dict[str, Any]]:
             "removed": w.iso(w.g_time(w.m_remove[m])) if w.m_remove[m] < NEVER else None,
             "start_reading": float(w.m_base_fwd_a[m]),
             "error": error,
+            "daily": _daily(w, m, days),
             "faults": [_fault_out(w, f) for f in w.faults.get(p, [])],
             "theft": None,
             "exchanges": [{"at": w.iso(w.g_time(e["g"])), "old": w.m_number[e["old"]],

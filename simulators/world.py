@@ -142,6 +142,7 @@ class World:
         self.days: dict[int, Day] = {}
         self.freezes: dict[int, Freeze] = {}
         self.area_days: dict[int, dict[str, F64]] = {}
+        self.point_days: dict[int, F64] = {}  # (3, P): physical import, export, theft per day
         self._E_fwd = np.zeros(self.P)
         self._E_rev = np.zeros(self.P)
         self._E_tar = np.zeros((self.P, 4))
@@ -679,6 +680,7 @@ class World:
         totals["theft_kwh"] = np.asarray(
             np.bincount(ta, theft[cust].sum(axis=1), minlength=A), dtype=np.float64)
         totals["outage_slots"] = (up == 0).sum(axis=1).astype(np.float64)
+        self.point_days[d] = np.stack([imp.sum(axis=1), exp.sum(axis=1), theft.sum(axis=1)])
         return Day(d, start, inc, tar_idx, missing, totals)
 
     def _state(self) -> tuple[F64, ...]:

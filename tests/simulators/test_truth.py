@@ -183,3 +183,29 @@ def test_registers_are_quantised_and_roll_over(world: World) -> None:
     last = w.freezes[w.sc.days]
     assert np.all(np.round(last.values[np.isfinite(last.values)] * 100, 6) % 1 == 0)
     assert any(last.values[p, 0] < w.freezes[0].values[p, 0] for p in rolled)
+
+
+def test_daily_meter_truth(truth: dict, world: World) -> None:
+    w = world
+    checked = thieves = 0
+    for rec in truth["meters"]:
+        m = w.m_number.index(rec["number"])
+        p = w.m_point[m]
+        daily = rec["daily"]
+        assert len(daily["physical_import_kwh"]) == w.sc.days
+        kinds = {f["kind"] for f in rec["faults"]}
+        for f in rec["faults"]:
+            assert "suspect_kind" in f
+        for d in range(w.sc.days):
+            phys, reg = daily["physical_import_kwh"][d], daily["registered_forward_kwh"][d]
+            if phys is None or reg is None:
+                continue
+            if not kinds or kinds == {"theft"}:
+                expected = (1 + w.epsilon(p, d)) * phys / w.ct_true[p] * w.ct_archive[p]
+                assert abs(reg - expected) < 0.0101 * w.ct_archive[p]
+                checked += 1
+            if kinds == {"theft"} and daily["theft_kwh"][d] > 0.5:
+                # what the meter saw is less than what the customer used
+                assert reg < phys + daily["theft_kwh"][d]
+                thieves += 1
+    assert checked > 100 and thieves > 0
