@@ -395,6 +395,46 @@ def decode(
 
 
 @app.command()
+def read(
+    gateway: Annotated[str, typer.Option("--gateway", help="tcp://HOST:PORT of the gateway.")],
+    address: Annotated[str, typer.Option("--address", help="12-digit meter address.")],
+    di: Annotated[str, typer.Option("--di", help="Data identifier, e.g. 00010000 or 9010.")],
+    protocol: Annotated[
+        str, typer.Option("--protocol", help="dlt645-2007 | dlt645-1997")
+    ] = "dlt645-2007",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decode object.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait.")] = 5.0,
+) -> None:
+    """One on-demand read (召测) of one meter; needs no database or settings."""
+    from collector.read_command import read_command
+
+    raise typer.Exit(read_command(gateway, address, di, protocol, as_json, timeout))
+
+
+@app.command()
+def collect(
+    fleet: Annotated[
+        Path | None,
+        typer.Option("--fleet", help="Fleet file whose [clock] the schedules follow."),
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="One polling cycle, then exit.")] = False,
+) -> None:
+    """Run the collectors (DL/T 645, Modbus, MQTT) for the archive in the database."""
+    from collector.service import collect_command
+
+    settings, url = database_for_command()
+    if settings.provisioned_broker:
+        from meterhub.provision import broker
+        from meterhub.provision._util import ProvisionError
+
+        try:
+            broker.up(settings)
+        except ProvisionError as exc:
+            raise _fail(str(exc), EXIT_UNREACHABLE) from None
+    raise typer.Exit(collect_command(settings, url, fleet=fleet, once=once))
+
+
+@app.command()
 def simulate(
     scenario: Annotated[Path, typer.Option("--scenario", help="Scenario TOML file.")],
     truth: Annotated[Path | None, typer.Option("--truth", help="Write ground truth JSON.")] = None,
