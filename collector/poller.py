@@ -238,6 +238,7 @@ class Poller:
         self._reread_next: dict[tuple[int, date], tuple[datetime, int]] = {}
         self._clock_checked: dict[int, datetime] = {}
         self._broadcast_day: dict[str, date] = {}
+        self._cycle_started: datetime | None = None
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -394,6 +395,7 @@ class Poller:
     async def run_cycle(self) -> None:
         """Do every read that is due now, on every gateway concurrently, and commit."""
         now = self.clock.now()
+        self._cycle_started = now
         await self.refresh_archive()
         by_gw: dict[str, list[PollMeter]] = defaultdict(list)
         for m in self.meters.values():
@@ -606,8 +608,11 @@ class Poller:
 
     # ----------------------------------------------------------------- loop
     def next_wake(self) -> datetime:
-        """When the next cycle is due: the next slot boundary of any meter."""
-        now = self.clock.now()
+        """When the next cycle is due: the first slot boundary after the last cycle began.
+
+        A slot that began while a cycle ran is due at once (the instant is in the past).
+        """
+        now = self._cycle_started or self.clock.now()
         intervals = {m.interval_min for m in self.meters.values()} or {
             self.config.schedule.interval_min}
         return min(next_slot(now, i, self.tz) for i in intervals)

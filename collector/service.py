@@ -10,6 +10,10 @@ Time: with a fleet file whose ``[clock]`` table is set (``meterhub simulate`` wr
 schedule follows that simulated clock; otherwise the wall clock. The fleet file is passed as an
 argument because the clock is a property of the run, not of the archive.
 
+The MQTT collector runs only when the archive has concentrators; it has its own event loop,
+so it runs in a thread and is stopped through a ``threading.Event``. If it fails (a broker that
+refuses the credentials), the failure is reported and polling goes on.
+
 A status line goes to stderr every ``status_every_s`` seconds of real time.
 """
 
@@ -21,6 +25,7 @@ import inspect
 import logging
 import signal
 import sys
+import threading
 import time
 import tomllib
 from datetime import datetime
@@ -88,6 +93,33 @@ def _mqtt_entry() -> Any:
     return getattr(mqtt, "run_mqtt_collector", None)
 
 
+async def _has_concentrators(db_url: str) -> bool:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        cur = await conn.execute("SELECT EXISTS (SELECT 1 FROM concentrator)")
+        row = await cur.fetchone()
+        return bool(row and row[0])
+
+
+async def _run_mqtt(entry: Any, settings: Any, db_url: str, clock: Clock,
+                    stop: asyncio.Event, mqtt_stop: threading.Event) -> None:
+    """Run the MQTT collector's entry point; its failure is reported, polling goes on."""
+    kwargs: dict[str, Any] = {"stop_event": mqtt_stop}
+    params = inspect.signature(entry).parameters
+    if "clock" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs["clock"] = clock
+    try:
+        if inspect.iscoroutinefunction(entry):
+            kwargs["stop_event"] = stop
+            await entry(settings, db_url, **kwargs)
+        else:  # it runs its own event loop: give it a thread and a threading.Event
+            await asyncio.to_thread(entry, settings, db_url, **kwargs)
+    except Exception as exc:
+        log.error("the MQTT collector stopped: %s", exc)
+        sys.stderr.write(f"meterhub collect: MQTT collector stopped: {exc}\n")
+
+
 async def run_collect(settings: Any, db_url: str, *, clock: Clock,
                       config: CollectorConfig | None = None,
                       stop_event: asyncio.Event | None = None, status_every_s: float = 30.0,
@@ -137,12 +169,13 @@ async def run_collect(settings: Any, db_url: str, *, clock: Clock,
             await poller.run_cycle()
             return EXIT_OK
         tasks.append(asyncio.create_task(poller.async_run(stop)))
-        entry = _mqtt_entry() if with_mqtt else None
+        mqtt_stop = threading.Event()
+        entry = _mqtt_entry() if with_mqtt and await _has_concentrators(db_url) else None
         if entry is not None:
-            result = entry(settings, db_url, stop_event=stop)
-            if inspect.isawaitable(result):
-                tasks.append(asyncio.ensure_future(result))
+            tasks.append(asyncio.create_task(
+                _run_mqtt(entry, settings, db_url, clock, stop, mqtt_stop)))
         await stop.wait()
+        mqtt_stop.set()
         _done, pending = await asyncio.wait(tasks, timeout=grace_s)
         for t in pending:
             t.cancel()
