@@ -34,6 +34,7 @@ from protocols.dlt645 import (
     Ack,
     Frame,
     FrameDecoder,
+    Function1997,
     Function2007,
     ReadAddressRequest,
     ReadAddressResponse,
@@ -46,6 +47,7 @@ from protocols.dlt645 import (
     WriteRequest,
     decode_message,
     decode_values,
+    detect_version,
     error_word,
     pack,
 )
@@ -121,7 +123,8 @@ class MeterBus:
         """The reply to one request frame (None: no reply on the bus)."""
         if frame.is_response:
             return None
-        msg, _warnings = decode_message(frame, Version.V2007)
+        version = detect_version(frame)
+        msg, _warnings = decode_message(frame, version)
         t = self.now()
         w = self.world
         if isinstance(msg, TimeSyncRequest):
@@ -135,7 +138,7 @@ class MeterBus:
             if msg.address != WILDCARD_ADDRESS or len(self.by_address) != 1:
                 return None  # several meters would answer at once: garbage, no reply
             (addr, only), = self.by_address.items()
-            if w.silent(only, t):
+            if w.silent(only, t) or self._is_1997(only):
                 return None
             return pack(ReadAddressResponse(addr), preamble=4)
         address = getattr(msg, "address", None)
@@ -144,6 +147,10 @@ class MeterBus:
         m = self.by_address.get(address)
         if m is None or w.silent(m, t):
             return None
+        if self._is_1997(m):
+            return self._answer_1997(address, m, msg, version, t)
+        if version is Version.V1997:
+            return None  # a 2007 meter does not know the 1997 function codes
         if isinstance(msg, ReadRequest):
             return pack(self._read(address, m, msg.di, t), preamble=4)
         if isinstance(msg, RemoteControlRequest):
@@ -151,6 +158,58 @@ class MeterBus:
         if isinstance(msg, WriteRequest):
             return pack(self._write(address, m, msg, t), preamble=4)
         return pack(AbnormalResponse(address, frame.control & 0x1F, _err(["other_error"])),
+                    preamble=4)
+
+    def _is_1997(self, m: int) -> bool:
+        return bool(self.world.protocol[self.world.m_point[m]] == "dlt645-1997")
+
+    def _answer_1997(self, address: str, m: int, msg: Any, version: Version,
+                     t: float) -> bytes | None:
+        """A DL/T 645-1997 meter: reads of energies, instantaneous values, date and time."""
+        fn = int(Function1997.READ)
+        err = error_word(["di_error"], Version.V1997)
+        if version is Version.V2007:
+            # 1997 meters answer a 2007-style read with a DI error (protocols.md §9)
+            if isinstance(msg, ReadRequest):
+                return pack(AbnormalResponse(address, fn, err, version=Version.V1997),
+                            preamble=4)
+            return None
+        if not isinstance(msg, ReadRequest):
+            return None
+        w = self.world
+        p = w.m_point[m]
+        di = msg.di
+        regs = w.registers(m, t)
+        g = int((t - w.t0) // w.slot_s)
+        total = float(regs[0] + w.spike_at(m, g)) % 1_000_000.0
+        values: list[object] | None = None
+        if di == 0x9010:
+            values = [total]
+        elif di == 0x901F:
+            values = [total, *(float(x) for x in regs[1:5])]
+        elif 0x9011 <= di <= 0x9014:
+            values = [float(regs[di - 0x9010])]
+        elif di in (0x9020, 0x902F):
+            values = [float(regs[5])] if di == 0x9020 else [float(regs[5]), 0.0, 0.0, 0.0, 0.0]
+        elif di in (0xB611, 0xB621, 0xB630, 0xB650):
+            inst = w.instantaneous(m, t)
+            if di == 0xB611:
+                values = [round(inst["voltage_a_v"])]
+            elif di == 0xB621:
+                values = [round(inst["current_a_a"], 2)]
+            elif di == 0xB630:
+                values = [inst["active_power_total_kw"]]
+            else:
+                values = [inst["power_factor_total"]]
+        elif di == 0xC010:
+            values = [w.meter_time(p, t).strftime("%Y-%m-%d")]
+        elif di == 0xC011:
+            values = [w.meter_time(p, t).strftime("%H:%M:%S")]
+        elif di == 0xC032:
+            values = [address]
+        if values is None:
+            return pack(AbnormalResponse(address, fn, err, version=Version.V1997), preamble=4)
+        return pack(ReadResponse.from_values(address, di, values, version=Version.V1997),
                     preamble=4)
 
     def _read(self, address: str, m: int, di: int, t: float) -> Any:

@@ -47,6 +47,7 @@ class DevicesConfig(_Strict):
     modbus_share: float = Field(default=0.1, ge=0.0, le=1.0)
     mqtt_share: float = Field(default=0.3, ge=0.0, le=1.0)
     manual_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    dlt645_1997_share: float = Field(default=0.0, ge=0.0, le=1.0)
     meters_per_gateway: int = Field(default=32, ge=1, le=1000)
     modbus_meters_per_gateway: int = Field(default=16, ge=1, le=247)
     meters_per_concentrator: int = Field(default=200, ge=1, le=10000)

@@ -58,8 +58,8 @@ class Delivery:
         off = w.offline.get(p)
         if proto == "manual":
             return w.manual_kind.get((p, b), "actual") != "skipped"
-        if proto == "modbus":
-            # no freeze register: the poll at 00:00 must succeed
+        if proto in ("modbus", "dlt645-1997"):
+            # no daily freeze register: the poll at 00:00 must succeed
             return not self._offline(off, b * S)
         if proto == "mqtt":
             c = int(w.concentrator_of[p])

@@ -182,6 +182,10 @@ class World:
         kinds = np.repeat(np.array(["dlt645-2007", "modbus", "mqtt"]), counts)
         self.protocol = np.empty(P, dtype=object)
         self.protocol[order] = kinds
+        dlt = np.flatnonzero(self.protocol == "dlt645-2007")
+        old_n = round(dv.dlt645_1997_share * dlt.size)
+        if old_n:
+            self.protocol[rng.choice(dlt, old_n, replace=False)] = "dlt645-1997"
         manual_n = round(dv.manual_share * self.C)
         if manual_n:
             self.protocol[rng.choice(self.customers, manual_n, replace=False)] = "manual"
@@ -194,7 +198,8 @@ class World:
         for kind, size in (("dlt645-2007", dv.meters_per_gateway),
                            ("modbus", dv.modbus_meters_per_gateway),
                            ("mqtt", dv.meters_per_concentrator)):
-            pts = [int(p) for p in order if self.protocol[p] == kind]
+            same = ("dlt645-2007", "dlt645-1997") if kind == "dlt645-2007" else (kind,)
+            pts = [int(p) for p in order if self.protocol[p] in same]
             for k in range(0, len(pts), size):
                 group = pts[k:k + size]
                 if kind == "mqtt":
@@ -333,8 +338,11 @@ class World:
             self.ct_archive[a] = ct_wrong
             add(int(a), {"kind": "supply_ct_wrong", "ct_true": float(true),
                          "ct_archive": ct_wrong})
-        # clocks (DL/T 645 and MQTT meters have clocks; Modbus meters here do not)
-        clocked = np.array([p for p in range(P) if self.protocol[p] != "modbus"], dtype=np.int64)
+        # clock faults: meters that freeze by their own clock (DL/T 645-2007 and the meters
+        # behind concentrators); Modbus and 1997 meters keep no daily freezes
+        clocked = np.array([p for p in range(P)
+                            if self.protocol[p] not in ("modbus", "dlt645-1997")],
+                           dtype=np.int64)
         self.clock: dict[int, list[ClockSegment]] = {}
         for p in self._pick(clocked, inj.clock_drift):
             rate = rng.uniform(*inj.clock_drift_s_per_day) * (1 if rng.random() < 0.5 else -1)
@@ -416,7 +424,7 @@ class World:
         # relays (customer meters with a switch: DL/T 645 and MQTT)
         self.relays: dict[int, RelayState] = {}
         relay_pts = np.array([p for p in cust if self.protocol[p] in ("dlt645-2007", "mqtt")],
-                             dtype=np.int64)
+                             dtype=np.int64)  # 1997 has no remote control, Modbus maps no relay
         for p in relay_pts:
             self.relays[int(p)] = RelayState()
         rel_used: set[int] = set()

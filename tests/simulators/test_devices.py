@@ -25,6 +25,7 @@ from protocols.dlt645 import (
     RemoteControlRequest,
     decode_message,
     decode_status_word_3,
+    detect_version,
     pack,
 )
 from protocols.modbus import FunctionCode, decode_registers, load_builtin_map
@@ -61,7 +62,7 @@ async def dlt645(port: int, request: Any, timeout: float = 1.0) -> Any:
             dec.feed(data)
             frame = dec.next_frame()
             if frame is not NEED_DATA:
-                return decode_message(frame)[0]  # type: ignore[arg-type]
+                return decode_message(frame, detect_version(frame))[0]  # type: ignore[arg-type]
     finally:
         writer.close()
 
@@ -313,3 +314,38 @@ async def test_concentrator_buffers_while_broker_is_down(tmp_path: Path) -> None
             await proc.wait()
     assert uplink_topic(conc.id, "readings").endswith("/up/readings")
     json.dumps([k[1] for k in kept])
+
+
+async def test_dlt645_1997_meters() -> None:
+    from protocols.dlt645 import Version, decode_frame
+
+    sc = scenario(faults=False, devices={**NO_MQTT, "dlt645_1997_share": 0.5})
+    clock = ManualClock(datetime.now(UTC))
+    async with Fleet(sc, clock=clock) as f:
+        w = f.world
+        clock.set(at(w, 1, 11.0))
+        t = clock.now().timestamp()
+        found = False
+        for gw in f.dlt645:
+            old = [(a, m) for a, m in gw.bus.by_address.items()
+                   if w.protocol[w.m_point[m]] == "dlt645-1997"]
+            if not old:
+                continue
+            addr, m = old[0]
+            reply = await dlt645(gw.port, ReadRequest(addr, 0x901F, version=Version.V1997))
+            assert reply is not None and reply.version is Version.V1997
+            values = [v.value for v in reply.values()[0]]
+            assert values == pytest.approx(list(w.registers(m, t)[:5]), abs=1e-9)
+            # a 2007-style read gets the 1997 DI error
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            writer.write(pack(ReadRequest(addr, 0x00010000), preamble=4))
+            await writer.drain()
+            data = await asyncio.wait_for(reader.read(1024), 2)
+            writer.close()
+            frame = decode_frame(data)
+            assert detect_version(frame) is Version.V1997 and frame.abnormal
+            found = True
+            break
+        assert found
+        doc = f.fleet_document()
+        assert {m["protocol"] for m in doc["meter"]} >= {"dlt645-1997", "dlt645-2007", "modbus"}
