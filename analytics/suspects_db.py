@@ -23,7 +23,6 @@ at or above the threshold); the command prints the alerts, or all rows with ``--
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -260,8 +259,3 @@ def analyze_suspects_command(settings: Any, db_url: str, *, date_from: Any, date
     else:
         sys.stdout.write(format_suspects(shown) + "\n")
     return EXIT_OK
-
-
-def suspects_json(report: SuspectReport) -> str:
-    """The ``--json`` document as text."""
-    return json.dumps(report.to_dict())
