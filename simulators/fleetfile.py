@@ -95,7 +95,8 @@ def fleet_document(world: World, endpoints: Endpoints, *, wall_start: datetime,
         gateways.append(rec)
     concentrators = []
     for c in w.concentrators:
-        rec = {"id": c["id"], "broker": endpoints.broker_url, "username": c["id"]}
+        rec = {"id": c["id"], "broker": endpoints.broker_url,
+               "username": endpoints.broker_username or c["id"]}
         if endpoints.broker_password:
             rec["password"] = endpoints.broker_password
         concentrators.append(rec)

@@ -37,14 +37,16 @@ EXIT_UNREACHABLE = 5
 
 
 def broker_settings(sc: Scenario, environ: dict[str, str] | None = None) -> tuple[str, str, str]:
-    """Broker URL, username and password: the scenario's, else ``METERHUB_MQTT_*`` variables.
+    """Broker URL, username and password for the concentrators.
 
-    Raises:
-        ScenarioError: concentrators are configured but no broker URL is known.
+    The URL and password are the scenario's, else ``METERHUB_MQTT_URL`` and
+    ``METERHUB_MQTT_PASSWORD``. The username is the scenario's ``mqtt.username`` when set (one
+    shared account), else empty: each concentrator then logs in with its own id, as the broker's
+    ACL pattern expects (``METERHUB_MQTT_USERNAME`` names the collector, not a concentrator).
     """
     env = os.environ if environ is None else environ
     url = sc.mqtt.url or env.get("METERHUB_MQTT_URL", "")
-    user = sc.mqtt.username or env.get("METERHUB_MQTT_USERNAME", "")
+    user = sc.mqtt.username
     password = sc.mqtt.password or env.get("METERHUB_MQTT_PASSWORD", "")
     return url, user, password
 
