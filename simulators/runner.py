@@ -225,8 +225,15 @@ async def run(sc: Scenario, *, truth: Path | None, fleet: Path | None, forever: 
         # one simulated hour past the last midnight, so that the last freezes are read
         end = w.t0 + sc.days * 86400.0 + 3600.0
         tick = min(1.0, max(0.05, w.slot_s / sc.speed / 4))
+        logged = 0
+        log.info("simulating %d meters in %d areas from %s for %s days at speed %g",
+                 w.M, w.A, sc.start, "∞" if forever else sc.days, sc.speed)
         while not stop.is_set():
             f.tick()
+            done = f.completed_days(cap=not forever)
+            if done > logged:
+                logged = done
+                log.info("day %d (%s) complete", done, w.day_date(done - 1))
             if not forever and f.clock.now().timestamp() >= end:
                 break
             with contextlib.suppress(TimeoutError):
