@@ -33,6 +33,7 @@ from protocols.mqtt import (
     PayloadError,
     ReadingsBatch,
     TopicError,
+    check_concentrator_id,
     parse_topic,
     parse_uplink,
 )
@@ -150,6 +151,11 @@ def decode(topic: str, payload: bytes, *, limits: Limits = DEFAULT_LIMITS) -> De
         out.kind = str(parsed.kind)
         _cid, message = parse_uplink(topic, out.payload, limits=limits)
     except TopicError as exc:
+        levels = topic.split("/")
+        if out.concentrator is None and len(levels) == 6:
+            with contextlib.suppress(TopicError):
+                out.concentrator = check_concentrator_id(levels[3])
+        out.kind = None
         out.fault = Fault(KIND_PAYLOAD, out.payload, str(exc.reason), str(exc), {"topic": topic})
         return out
     except PayloadError as exc:

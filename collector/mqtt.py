@@ -13,10 +13,12 @@ Delivery contract::
   is acknowledged only after its readings are committed, or after it was quarantined and that
   is committed. A collector killed at any point loses nothing: the broker redelivers what was
   not acknowledged, and the idempotent ingest stores a redelivered reading once.
-* The in-flight window is bounded by the MQTT v5 Receive Maximum the collector announces: the
-  broker sends no more unacknowledged messages than that, so the internal queue is bounded too.
-  When the database is slow or down the collector holds what it has (unacknowledged), retries
-  with capped, jittered exponential backoff, takes nothing more meanwhile, and resumes.
+* The in-flight window is bounded: the collector announces it as the MQTT v5 Receive Maximum,
+  and enforces it itself as well, because Mosquitto 2.0 overshoots that window once
+  acknowledgements flow. When the window is full the network thread waits before taking the
+  next message, so TCP pushes back and the broker keeps the rest queued in the session. When
+  the database is slow or down the collector holds what it has (unacknowledged), retries with
+  capped, jittered exponential backoff, takes nothing more meanwhile, and resumes.
 * Acknowledgements are tied to the connection that delivered the message. After a reconnect the
   broker redelivers what was not acknowledged (same session), so messages of an earlier
   connection are stored but never acknowledged on the new one (their packet ids may already
@@ -278,7 +280,7 @@ class MqttCollector:
         self._stop_requested = threading.Event()
         self._client: paho.Client | None = None
         self._inbound: asyncio.Queue[_Inbound] | None = None
-        self._overflow = False
+        self._slots = threading.BoundedSemaphore(link.receive_maximum)
         self._held = 0
         self._refused: str | None = None
 
@@ -314,7 +316,7 @@ class MqttCollector:
                                  **link_options)
         options.setdefault("default_interval", settings.default_interval_min)
         options.setdefault(
-            "heartbeat_path", Path(settings.state_dir) / "collector" / f"mqtt-{instance}.json")
+            "heartbeat_path", Path(settings.state_dir) / "collector" / f"{client_id}.json")
         return cls(link=link, db_url=db_url, **options)
 
     # ------------------------------------------------------------------ control
@@ -403,27 +405,27 @@ class MqttCollector:
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         del client, userdata
+        # The window: wait for a free slot (freed when a held message is committed). While
+        # waiting, this network thread reads nothing more. On stop the message is left
+        # unacknowledged: the broker delivers it again to the next session.
+        while not self._slots.acquire(timeout=0.2):
+            if self._stop_requested.is_set():
+                return
         with self._gen_lock:
             generation = self._generation
         inbound = _Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload), generation,
                            self.clock.now())
         loop = self._loop
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._enqueue, inbound)
+        try:
+            if loop is None:
+                raise RuntimeError("not running")
+            loop.call_soon_threadsafe(self._enqueue, inbound)
+        except RuntimeError:
+            self._slots.release()
 
     def _enqueue(self, inbound: _Inbound) -> None:
         assert self._inbound is not None
-        try:
-            self._inbound.put_nowait(inbound)
-        except asyncio.QueueFull:
-            # The broker sent more than the announced window. The message is not acknowledged
-            # and is not kept: a new connection makes the broker deliver it again.
-            if not self._overflow:
-                log.error("the broker exceeded the in-flight window of %d; reconnecting",
-                          self.link.receive_maximum)
-            self._overflow = True
-            return
+        self._inbound.put_nowait(inbound)
         self.stats.received += 1
         self._held += 1
         HELD.set(self._held)
@@ -510,6 +512,8 @@ class MqttCollector:
         st.committed += len(group)
         self._held -= len(group)
         HELD.set(self._held)
+        for _ in group:
+            self._slots.release()
         for w, out in zip(group, outcomes, strict=True):
             st.inserted += out.inserted
             st.duplicates += out.duplicates
@@ -606,21 +610,8 @@ class MqttCollector:
             if time.monotonic() - beat >= self.heartbeat_s:
                 self._write_heartbeat()
                 beat = time.monotonic()
-            if self._overflow and self._inbound is not None and self._inbound.empty():
-                self._overflow = False
-                await asyncio.to_thread(self._cycle_connection)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=0.5)
-
-    def _cycle_connection(self) -> None:
-        client = self._client
-        if client is None:
-            return
-        client.disconnect()
-        client.loop_stop()
-        client.connect_async(self.link.host, self.link.port, keepalive=self.link.keepalive,
-                             clean_start=False, properties=self._connect_properties())
-        client.loop_start()
 
     async def _watch(self, stop_event: Any) -> None:
         assert self._stop is not None
@@ -646,7 +637,7 @@ class MqttCollector:
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self._inbound = asyncio.Queue(maxsize=self.link.receive_maximum)
+        self._inbound = asyncio.Queue()  # bounded by the window's slots
         if self._stop_requested.is_set():
             self._stop.set()
         if install_signals:
