@@ -77,34 +77,26 @@ def _term_energy(reg, m, p, modulus, ex_ptr, ex_period, ex_old_end, ex_new_start
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _add_term(acc, a, p, e, estimated, is_supply, supply_side):
-    """Accumulate one term of the balance into ``acc[a, p]``."""
-    if is_supply:
-        acc[a, p, Q_N_SUPPLY] += 1.0
-        if np.isnan(e):
-            acc[a, p, Q_SUPPLY_NOT_ACTUAL] += 1.0
-            if supply_side:
-                acc[a, p, Q_MISS_SUPPLY] += 1.0
-            else:
-                acc[a, p, Q_MISS_SALES] += 1.0
-            return
-        if estimated:
-            acc[a, p, Q_SUPPLY_NOT_ACTUAL] += 1.0
-    else:
-        acc[a, p, Q_CUST_TOTAL] += 1.0
-        if np.isnan(e):
-            if supply_side:
-                acc[a, p, Q_MISS_SUPPLY] += 1.0
-            else:
-                acc[a, p, Q_MISS_SALES] += 1.0
-            return
-        acc[a, p, Q_CUST_PRESENT] += 1.0
-    if supply_side:
-        acc[a, p, Q_SUPPLY] += e
-    else:
-        acc[a, p, Q_SALES] += e
-        if estimated:
-            acc[a, p, Q_EST_SALES] += e
+def _area_segments(area, role, n_areas, counts):
+    """Count meters per area and check the inputs in one pass.
+
+    Returns 0 when ``area`` is sorted, 1 when it is not, −1 for an area index out of range
+    and −2 for a role other than 0/1. ``counts`` (n_areas,) is filled when the result is ≥ 0.
+    """
+    status = 0
+    prev = 0
+    for m in range(area.shape[0]):
+        a = area[m]
+        if a < 0 or a >= n_areas:
+            return -1
+        r = role[m]
+        if r != 0 and r != 1:
+            return -2
+        if a < prev:
+            status = 1
+        prev = a
+        counts[a] += 1
+    return status
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
@@ -115,7 +107,7 @@ def _line_loss_accumulate(
     rev_est,
     order,
     seg_ptr,
-    is_supply,
+    role,
     multiplier,
     bidirectional,
     modulus,
@@ -134,8 +126,9 @@ def _line_loss_accumulate(
         rev: (M, P+1) reverse registers, or (0, 0) when no meter is bidirectional.
         fwd_est: (M, P+1) bool, True where a forward value is an estimate, or (0, 0).
         rev_est: like ``fwd_est`` for ``rev``.
-        order: (M,) meter indices grouped by area; ``seg_ptr`` (A+1) delimits each area.
-        is_supply: (M,) bool, the area's supply (summary) meters.
+        order: (M,) meter indices grouped by area, or (0,) when meters are already sorted by
+            area; ``seg_ptr`` (A+1) delimits each area.
+        role: (M,) 1 for the area's supply (summary) meters, 0 for customers.
         multiplier: (M,) CT × PT.
         bidirectional: (M,) bool, the meter has a reverse term.
         modulus: (M,) register span at which it rolls over to zero, 0 for none.
@@ -145,30 +138,83 @@ def _line_loss_accumulate(
         ex_new_start: the new meter's forward register at installation.
         ex_old_end_rev: as ``ex_old_end`` for the reverse register.
         ex_new_start_rev: as ``ex_new_start`` for the reverse register.
-        acc: (A, P, N_Q) output, zeroed by the caller.
+        acc: (A, P, N_Q) output.
     """
     n_areas = seg_ptr.shape[0] - 1
     n_periods = fwd.shape[1] - 1
     has_rev = rev.shape[0] > 0
     has_fe = fwd_est.shape[0] > 0
     has_re = rev_est.shape[0] > 0
+    has_order = order.shape[0] > 0
+    has_ex = ex_ptr.shape[0] > 0
     for a in prange(n_areas):
-        for k in range(seg_ptr[a], seg_ptr[a + 1]):
-            m = order[k]
-            sup = is_supply[m]
-            mult = multiplier[m]
-            mod = modulus[m]
-            bidi = bidirectional[m] and has_rev
-            for p in range(n_periods):
-                e = _term_energy(fwd, m, p, mod, ex_ptr, ex_period, ex_old_end, ex_new_start)
-                est = has_fe and (fwd_est[m, p] or fwd_est[m, p + 1])
-                _add_term(acc, a, p, e * mult, est, sup, sup)
-                if bidi:
-                    e = _term_energy(
-                        rev, m, p, mod, ex_ptr, ex_period, ex_old_end_rev, ex_new_start_rev
-                    )
-                    est = has_re and (rev_est[m, p] or rev_est[m, p + 1])
-                    _add_term(acc, a, p, e * mult, est, sup, not sup)
+        lo = seg_ptr[a]
+        hi = seg_ptr[a + 1]
+        for p in range(n_periods):
+            supply = 0.0
+            sales = 0.0
+            est_sales = 0.0
+            miss_supply = 0
+            miss_sales = 0
+            not_actual = 0
+            n_supply = 0
+            cust_total = 0
+            cust_present = 0
+            for kk in range(lo, hi):
+                m = order[kk] if has_order else kk
+                sup = role[m] == 1
+                mult = multiplier[m]
+                mod = modulus[m]
+                n_terms = 2 if (has_rev and bidirectional[m]) else 1
+                for t in range(n_terms):
+                    if t == 0:
+                        if has_ex and ex_ptr[m] < ex_ptr[m + 1]:
+                            e = _term_energy(
+                                fwd, m, p, mod, ex_ptr, ex_period, ex_old_end, ex_new_start
+                            )
+                        else:
+                            e = _wrapped_delta(fwd[m, p], fwd[m, p + 1], mod)
+                        est = has_fe and (fwd_est[m, p] or fwd_est[m, p + 1])
+                        supply_side = sup
+                    else:
+                        if has_ex and ex_ptr[m] < ex_ptr[m + 1]:
+                            e = _term_energy(
+                                rev, m, p, mod, ex_ptr, ex_period, ex_old_end_rev,
+                                ex_new_start_rev,
+                            )
+                        else:
+                            e = _wrapped_delta(rev[m, p], rev[m, p + 1], mod)
+                        est = has_re and (rev_est[m, p] or rev_est[m, p + 1])
+                        supply_side = not sup
+                    missing = np.isnan(e)
+                    if sup:
+                        n_supply += 1
+                        if missing or est:
+                            not_actual += 1
+                    else:
+                        cust_total += 1
+                        if not missing:
+                            cust_present += 1
+                    if missing:
+                        if supply_side:
+                            miss_supply += 1
+                        else:
+                            miss_sales += 1
+                    elif supply_side:
+                        supply += e * mult
+                    else:
+                        sales += e * mult
+                        if est:
+                            est_sales += e * mult
+            acc[a, p, Q_SUPPLY] = supply
+            acc[a, p, Q_SALES] = sales
+            acc[a, p, Q_EST_SALES] = est_sales
+            acc[a, p, Q_MISS_SUPPLY] = miss_supply
+            acc[a, p, Q_MISS_SALES] = miss_sales
+            acc[a, p, Q_SUPPLY_NOT_ACTUAL] = not_actual
+            acc[a, p, Q_N_SUPPLY] = n_supply
+            acc[a, p, Q_CUST_TOTAL] = cust_total
+            acc[a, p, Q_CUST_PRESENT] = cust_present
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,6 +238,12 @@ R_TOTAL_VS_TARIFFS = 12
 R_MULTIPLIER_CHANGE = 13
 R_READ_AFTER_REMOVAL = 14
 N_RULES = 15
+
+#: Bits of the per-slot flag mask (uint8): the rules that point at one slot.
+S_GAP = 0
+S_NEGATIVE = 1
+S_SPIKE = 2
+S_READ_AFTER_REMOVAL = 3
 
 #: Columns of the per-meter completeness summary.
 C_FIRST = 0
@@ -266,8 +318,7 @@ def _third_highest(x, m, base, spd):
 def _gap_scan(x, m, slot_flags, summ):
     """First, last, gap runs and longest gap of a row with missing slots; flags gap slots.
 
-    Returns the number of missing slots between first and last. The run loop is branch-free
-    (missing slots are common in real rows and their pattern is unpredictable).
+    Returns the number of missing slots between first and last.
     """
     row = x[m]
     n_slots = row.shape[0]
@@ -284,22 +335,29 @@ def _gap_scan(x, m, slot_flags, summ):
     last = n_slots - 1
     while row[last] != row[last]:
         last -= 1
-    run = 0
-    gaps = 0
-    gap_max = 0
+    # counts by comparing neighbours (vectorises); runs only when there are several gaps
     n_gap = 0
-    for s in range(first, last + 1):
-        v = row[s]
+    gaps = 0
+    inner = row[first : last + 1]
+    for s in range(1, inner.shape[0]):
+        v = inner[s]
+        u = inner[s - 1]
         miss = v != v
-        gaps += 1 if (miss and run == 0) else 0
-        run = run + 1 if miss else 0
-        gap_max = run if run > gap_max else gap_max
         n_gap += 1 if miss else 0
+        gaps += 1 if (miss and u == u) else 0
+    gap_max = n_gap
+    if gaps > 1:
+        run = 0
+        gap_max = 0
+        for s in range(inner.shape[0]):
+            v = inner[s]
+            run = run + 1 if v != v else 0
+            gap_max = run if run > gap_max else gap_max
     if n_gap > 0 and slot_flags.shape[0] > 0:
         flags = slot_flags[m]
         for s in range(first, last + 1):
             if row[s] != row[s]:
-                flags[s] |= np.uint16(1 << R_GAP)
+                flags[s] |= np.uint8(1 << S_GAP)
     summ[m, C_FIRST] = first
     summ[m, C_LAST] = last
     summ[m, C_EXPECTED] = last - first + 1
@@ -361,7 +419,7 @@ def _vee_interval_rows(
                     counts[m, R_SPIKE] += 1
                     day_flags[m, d] |= np.uint16(1 << R_SPIKE)
                     if has_sf:
-                        slot_flags[m, i1] |= np.uint16(1 << R_SPIKE)
+                        slot_flags[m, i1] |= np.uint8(1 << S_SPIKE)
             if n_recv == spd:
                 if has_hist:
                     ref = history[m, d] if hist_by_day else history[m, 0]
@@ -392,7 +450,7 @@ def _vee_interval_rows(
             if has_sf:
                 for s in range(n_slots):
                     if x[m, s] < 0.0:
-                        slot_flags[m, s] |= np.uint16(1 << R_NEGATIVE)
+                        slot_flags[m, s] |= np.uint8(1 << S_NEGATIVE)
         removed = removed_slot[m]
         if removed >= 0:
             n_after = 0
@@ -400,7 +458,7 @@ def _vee_interval_rows(
                 if not np.isnan(x[m, s]):
                     n_after += 1
                     if has_sf:
-                        slot_flags[m, s] |= np.uint16(1 << R_READ_AFTER_REMOVAL)
+                        slot_flags[m, s] |= np.uint8(1 << S_READ_AFTER_REMOVAL)
             counts[m, R_READ_AFTER_REMOVAL] += n_after
         if estimated.shape[0] > 0:
             n_est = 0
@@ -427,9 +485,9 @@ def _vee_intervals(
         removed_slot: (M,) first slot after the meter's removal, -1 if installed.
         estimated: (M, S) bool, slots holding an estimate, or (0, 0).
         params: float parameters (``P_*``).
-        counts: (M, N_RULES) int64 output (added to).
-        summ: (M, N_C) int64 output.
-        slot_flags: (M, S) uint16 output (bit per rule), or (0, 0) to skip.
+        counts: (M, N_RULES) int32 output (added to).
+        summ: (M, N_C) int32 output.
+        slot_flags: (M, S) uint8 output (bits ``S_*``), or (0, 0) to skip.
         day_flags: (M, D) uint16 output (bit per daily rule).
     """
     n = x.shape[0]
@@ -451,7 +509,7 @@ def _vee_registers(reg, modulus, tariffs, tariff_tol, mult_obs, counts, day_flag
         tariffs: (M, T, P+1) tariff registers at the same instants, or (0, 0, 0).
         tariff_tol: allowed |total − Σ tariffs| in register units.
         mult_obs: (M, P) multiplier in force per period (NaN unknown), or (0, 0).
-        counts: (M, N_RULES) int64 output (added to).
+        counts: (M, N_RULES) int32 output (added to).
         day_flags: (M, P) uint16 output.
     """
     n_p = reg.shape[1] - 1

@@ -370,13 +370,16 @@ def line_loss(
     same_shape("area", area_i, (n_m,))
     role_i = as_int("role", role, 1)
     same_shape("role", role_i, (n_m,))
-    if n_m and not np.isin(role_i, (ROLE_CUSTOMER, ROLE_SUPPLY)).all():
+    if n_areas is None:
+        n_a = int(area_i.max()) + 1 if n_m else 0
+    else:
+        n_a = int(n_areas)
+    per_area = np.zeros(n_a, dtype=np.int64)
+    status = k._area_segments(area_i, role_i, n_a, per_area)
+    if status == -1:
+        raise ValueError(f"area indices must be in 0 … {n_a - 1} (n_areas={n_a})")
+    if status == -2:
         raise ValueError("role must hold ROLE_SUPPLY (1) or ROLE_CUSTOMER (0) only")
-    if n_m and area_i.min() < 0:
-        raise ValueError("area indices must be >= 0")
-    n_a = int(area_i.max()) + 1 if n_areas is None and n_m else int(n_areas or 0)
-    if n_m and area_i.max() >= n_a:
-        raise ValueError(f"area index {area_i.max()} >= n_areas {n_a}")
     mult = per_meter("multiplier", multiplier, n_m, np.float64, 1.0)
     bidi = per_meter("bidirectional", bidirectional, n_m, np.bool_, False)
     mod = per_meter("rollover", rollover, n_m, np.float64, 0.0)
@@ -397,14 +400,13 @@ def line_loss(
         same_shape("reverse_estimated", re_, fwd.shape)
     ptr, per, oe, ns, oer, nsr = _exchange_arrays(exchanges, n_m, n_p)
 
-    if n_m and np.all(area_i[1:] >= area_i[:-1]):
-        order = np.arange(n_m, dtype=np.int64)
-    else:
-        order = np.argsort(area_i, kind="stable").astype(np.int64)
-    seg = np.searchsorted(area_i[order], np.arange(n_a + 1), side="left").astype(np.int64)
-    acc = np.zeros((n_a, n_p, k.N_Q), dtype=np.float64)
+    # meters sorted by area (the storage layer's natural order) need no index array
+    order = EMPTY_I1 if status == 0 else np.argsort(area_i, kind="stable").astype(np.int64)
+    seg = np.zeros(n_a + 1, dtype=np.int64)
+    np.cumsum(per_area, out=seg[1:])
+    acc = np.empty((n_a, n_p, k.N_Q), dtype=np.float64)
     k._line_loss_accumulate(
-        fwd, rev, fe, re_, order, seg, role_i == ROLE_SUPPLY, mult, bidi, mod,
+        fwd, rev, fe, re_, order, seg, role_i, mult, bidi, mod,
         ptr, per, oe, ns, oer, nsr, acc,
     )  # fmt: skip
     return _states(acc, th, n_a)

@@ -9,8 +9,9 @@ Array conventions:
   own arrays.
 * ``registers``: (meters, days + 1) energy register at the day boundaries (00:00 freezes).
 * Flags: per meter a count per rule id (:data:`RULES`, counted per slot, or per day for daily
-  rules), a (meters, slots) uint16 bit mask of slot rules and a (meters, days) bit mask of
-  daily rules; bit ``i`` is ``RULES[i]``.
+  rules); a (meters, slots) uint8 mask of the rules that point at one slot (bit ``i`` is
+  ``SLOT_RULES[i]``) and a (meters, days) uint16 mask of the daily and register rules (bit
+  ``i`` is ``RULES[i]``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from analytics._checks import (
     EMPTY_B2,
     EMPTY_F2,
     EMPTY_F3,
-    EMPTY_U2,
+    EMPTY_U1_2D,
     as_bool,
     as_float,
     as_int,
@@ -41,6 +42,7 @@ __all__ = [
     "METHODS",
     "REASONS",
     "RULES",
+    "SLOT_RULES",
     "Estimates",
     "MeterVee",
     "ReadScreen",
@@ -72,6 +74,8 @@ RULES = (
     "multiplier_change",
     "read_after_removal",
 )
+#: Rules marked per slot, bit ``i`` of :attr:`VeeArrays.slot_flags`.
+SLOT_RULES = ("gap", "negative_consumption", "spike", "read_after_removal")
 #: Estimation methods indexed by :attr:`Estimates.method`.
 METHODS = ("", "linear", "like_day")
 #: Estimation reasons indexed by :attr:`Estimates.reason`.
@@ -175,7 +179,7 @@ class VeeArrays:
     """Validation results per meter (arrays of length meters unless noted).
 
     Attributes:
-        counts: (meters, len(RULES)) int64 flag counts.
+        counts: (meters, len(RULES)) int32 flag counts.
         first: first slot with an actual value, −1 if none.
         last: last slot with an actual value, −1 if none.
         expected: slots from first to last, both included.
@@ -185,21 +189,21 @@ class VeeArrays:
         gap_slots_max: longest such run.
         duplicates: slots that received two or more different values.
         estimated: slots filled by estimation.
-        slot_flags: (meters, slots) uint16 bit mask of slot rules, or None.
+        slot_flags: (meters, slots) uint8 mask, bit ``i`` = ``SLOT_RULES[i]``, or None.
         day_flags: (meters, days) uint16 bit mask of daily and register rules.
     """
 
-    counts: NDArray[np.int64]
-    first: NDArray[np.int64]
-    last: NDArray[np.int64]
-    expected: NDArray[np.int64]
-    received: NDArray[np.int64]
-    missing: NDArray[np.int64]
-    gaps: NDArray[np.int64]
-    gap_slots_max: NDArray[np.int64]
+    counts: NDArray[np.int32]
+    first: NDArray[np.int32]
+    last: NDArray[np.int32]
+    expected: NDArray[np.int32]
+    received: NDArray[np.int32]
+    missing: NDArray[np.int32]
+    gaps: NDArray[np.int32]
+    gap_slots_max: NDArray[np.int32]
     duplicates: NDArray[np.int64]
-    estimated: NDArray[np.int64]
-    slot_flags: NDArray[np.uint16] | None
+    estimated: NDArray[np.int32]
+    slot_flags: NDArray[np.uint8] | None
     day_flags: NDArray[np.uint16]
 
     def flags(self, meter: int) -> dict[str, int]:
@@ -395,9 +399,9 @@ def validate(
     params[k.P_REG_ABS_TOL] = cfg.register_abs_tol
     params[k.P_REG_REL_TOL] = cfg.register_rel_tol
 
-    counts = np.zeros((n_m, k.N_RULES), dtype=np.int64)
-    summ = np.zeros((n_m, k.N_C), dtype=np.int64)
-    sflags = np.zeros(x.shape, dtype=np.uint16) if slot_flags else EMPTY_U2
+    counts = np.zeros((n_m, k.N_RULES), dtype=np.int32)
+    summ = np.zeros((n_m, k.N_C), dtype=np.int32)
+    sflags = np.zeros(x.shape, dtype=np.uint8) if slot_flags else EMPTY_U1_2D
     dflags = np.zeros((n_m, n_d), dtype=np.uint16)
     k._vee_intervals(
         x, slots_per_day, reg, mod, out, hist, rem, est, params, counts, summ, sflags, dflags
@@ -421,17 +425,18 @@ def validate(
         if clk.shape[0] != n_m:
             raise ValueError(f"clock_offset_s must have {n_m} rows")
         k._vee_clock(clk, cfg.clock_tolerance_s, cfg.time_reset_s, counts)
+    # columns of one (meters, 7) block, returned as views
     return VeeArrays(
         counts=counts,
-        first=summ[:, k.C_FIRST].copy(),
-        last=summ[:, k.C_LAST].copy(),
-        expected=summ[:, k.C_EXPECTED].copy(),
-        received=summ[:, k.C_RECEIVED].copy(),
+        first=summ[:, k.C_FIRST],
+        last=summ[:, k.C_LAST],
+        expected=summ[:, k.C_EXPECTED],
+        received=summ[:, k.C_RECEIVED],
         missing=summ[:, k.C_EXPECTED] - summ[:, k.C_RECEIVED],
-        gaps=summ[:, k.C_GAPS].copy(),
-        gap_slots_max=summ[:, k.C_GAP_MAX].copy(),
+        gaps=summ[:, k.C_GAPS],
+        gap_slots_max=summ[:, k.C_GAP_MAX],
         duplicates=dup,
-        estimated=summ[:, k.C_ESTIMATED].copy(),
+        estimated=summ[:, k.C_ESTIMATED],
         slot_flags=sflags if slot_flags else None,
         day_flags=dflags,
     )

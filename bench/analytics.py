@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from analytics.lineloss import ROLE_SUPPLY, LossThresholds, line_loss  # noqa: E402
 from analytics.meter_error import fit_meter_errors  # noqa: E402
-from analytics.vee import RULES, VeeSettings, validate  # noqa: E402
+from analytics.vee import RULES, SLOT_RULES, VeeSettings, validate  # noqa: E402
 
 SPD = 96
 PER_AREA = 50
@@ -228,12 +228,12 @@ def numpy_vee(f: dict[str, np.ndarray], cfg: VeeSettings) -> dict:
     counts[:, col["rollover"]] = roll
     counts[:, col["negative_consumption"]] += back & ~roll
     counts[:, col["duplicate"]] = f["dup"]
-    flags = np.zeros((n, s), dtype=np.uint16)
-    flags |= (missing_in * (1 << col["gap"])).astype(np.uint16)
-    flags |= (neg * (1 << col["negative_consumption"])).astype(np.uint16)
-    flags |= (after * (1 << col["read_after_removal"])).astype(np.uint16)
+    bit = {r: np.uint8(1 << i) for i, r in enumerate(SLOT_RULES)}
+    flags = missing_in * bit["gap"]
+    flags |= neg * bit["negative_consumption"]
+    flags |= after * bit["read_after_removal"]
     rows = np.flatnonzero(spike)
-    flags[rows, np.argmax(xm[rows], axis=1)] |= np.uint16(1 << col["spike"])
+    flags[rows, np.argmax(xm[rows], axis=1)] |= bit["spike"]
     return {"counts": counts, "first": first, "last": last, "expected": expected,
             "received": received, "gaps": gaps, "gap_max": gap_max, "slot_flags": flags}
 

@@ -10,6 +10,7 @@ from analytics.vee import (
     METHODS,
     REASONS,
     RULES,
+    SLOT_RULES,
     VeeSettings,
     collate_intervals,
     estimate_intervals,
@@ -72,12 +73,14 @@ def test_validate_matches_reference(seed):
     npt.assert_array_equal(got.missing, got.expected - got.received)
     # slot bit masks agree with the per-slot counts
     for rule in ("gap", "negative_consumption", "read_after_removal"):
-        bits = ((got.slot_flags >> COL[rule]) & 1).sum(1)
-        bits += ((got.day_flags >> COL[rule]) & 1).sum(1)  # register rules are per day
+        bits = ((got.slot_flags >> SLOT_RULES.index(rule)) & 1).sum(1, dtype=np.int64)
+        bits += ((got.day_flags >> COL[rule]) & 1).sum(1, dtype=np.int64)  # per-day rules
         npt.assert_array_equal(bits, got.counts[:, COL[rule]])
     for rule in ("zero_consumption", "spike", "high_vs_history", "register_vs_intervals"):
         bits = (got.day_flags >> COL[rule]) & 1
         npt.assert_array_equal(bits.sum(1), got.counts[:, COL[rule]])
+    spikes = ((got.slot_flags >> SLOT_RULES.index("spike")) & 1).sum(1)
+    npt.assert_array_equal(spikes, got.counts[:, COL["spike"]])
     # the planted faults are found
     assert got.counts[3, COL["zero_consumption"]] >= 1
     assert got.counts[4, COL["zero_consumption_outage"]] == 1
