@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -42,8 +43,6 @@ from protocols.dlt645 import (
     Frame,
     FrameDecoder,
     FrameError,
-    Function1997,
-    Function2007,
     Message,
     ReadFollowUpRequest,
     ReadRequest,
@@ -458,10 +457,13 @@ class ReadResult:
         return {v.name: v.value for v in vals}
 
 
-def _functions(version: Version) -> tuple[int, int]:
-    if version is Version.V2007:
-        return int(Function2007.READ), int(Function2007.READ_FOLLOW_UP)
-    return int(Function1997.READ), int(Function1997.READ_FOLLOW_UP)
+@functools.lru_cache(maxsize=8192)
+def _wire(message: Message, preamble: int) -> tuple[bytes, bytes | None, int]:
+    """Request bytes, the address bytes a reply must carry, and the function code."""
+    data = pack(message, preamble=preamble)
+    address = getattr(message, "address", None)
+    want = parse_address(address) if isinstance(address, str) else None
+    return data, want, data[preamble + 8] & 0x1F
 
 
 class Dlt645Link:
@@ -620,10 +622,14 @@ class Dlt645Link:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            try:
-                item = await asyncio.wait_for(conn.queue.get(), remaining)
-            except TimeoutError:
-                break
+            if conn.queue.empty():
+                try:
+                    async with asyncio.timeout(remaining):
+                        item = await conn.queue.get()
+                except TimeoutError:
+                    break
+            else:
+                item = conn.queue.get_nowait()
             if item is _CLOSED:
                 conn.queue.put_nowait(item)
                 return None, LinkClosed(f"{self.endpoint} closed the connection",
@@ -655,10 +661,7 @@ class Dlt645Link:
             AbnormalReply: The meter answered with an abnormal reply.
             LinkError: As :meth:`request`; BadReply for corrupt replies.
         """
-        data = pack(message, preamble=self.params.preamble)
-        address = getattr(message, "address", None)
-        want = parse_address(address) if isinstance(address, str) else None
-        function = data[self.params.preamble + 8] & 0x1F
+        data, want, function = _wire(message, self.params.preamble)
 
         def match(frame: Frame) -> bool:
             if not frame.is_response or frame.function != function:
