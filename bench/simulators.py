@@ -78,14 +78,32 @@ def rss() -> int:
 
 def scenario_data() -> dict[str, object]:
     return {
-        "version": 1, "seed": 11, "areas": 400, "meters_per_area": 49, "days": 30,
+        "version": 1,
+        "seed": 11,
+        "areas": 400,
+        "meters_per_area": 49,
+        "days": 30,
         "speed": 1.0,
-        "devices": {"dlt645_share": 0.8, "modbus_share": 0.2, "mqtt_share": 0.0,
-                    "latency_ms": 0.0, "baud": 0, "meters_per_gateway": 32,
-                    "modbus_meters_per_gateway": 16},
-        "injections": {"theft": 0.02, "fast": 0.01, "slow": 0.01, "stopped": 0.005,
-                       "clock_drift": 0.02, "missing_slots": 0.005, "exchange": 0.005,
-                       "tariff_mismatch": 0.005, "spike": 0.005},
+        "devices": {
+            "dlt645_share": 0.8,
+            "modbus_share": 0.2,
+            "mqtt_share": 0.0,
+            "latency_ms": 0.0,
+            "baud": 0,
+            "meters_per_gateway": 32,
+            "modbus_meters_per_gateway": 16,
+        },
+        "injections": {
+            "theft": 0.02,
+            "fast": 0.01,
+            "slow": 0.01,
+            "stopped": 0.005,
+            "clock_drift": 0.02,
+            "missing_slots": 0.005,
+            "exchange": 0.005,
+            "tariff_mismatch": 0.005,
+            "spike": 0.005,
+        },
     }
 
 
@@ -103,10 +121,16 @@ def bench_world() -> dict[str, float]:
     per_day = (time.perf_counter() - t) / 3
     grown = rss() - before
     held = w.nbytes()
-    return {"meters": w.M, "points": w.P, "areas": w.A, "build_s": round(build, 3),
-            "first_two_days_s": round(first, 3), "seconds_per_simulated_day": round(per_day, 3),
-            "rss_bytes_per_meter": round(grown / w.M),
-            "array_bytes_per_meter": round(held / w.M)}
+    return {
+        "meters": w.M,
+        "points": w.P,
+        "areas": w.A,
+        "build_s": round(build, 3),
+        "first_two_days_s": round(first, 3),
+        "seconds_per_simulated_day": round(per_day, 3),
+        "rss_bytes_per_meter": round(grown / w.M),
+        "array_bytes_per_meter": round(held / w.M),
+    }
 
 
 async def read_loop(port: int, request: bytes, until: float) -> int:
@@ -174,13 +198,18 @@ async def bench_devices() -> dict[str, object]:
         counts = await asyncio.gather(*(read_loop(p, r, until) for p, r, _ in targets))
         dlt_rate = sum(counts) / SECONDS
         # the baseline: the same clients, the same reply bytes, no decoding
-        reply = pack(ReadResponse.from_values(targets[0][2], 0x0001FF00,
-                                              [1.0, 0.1, 0.2, 0.3, 0.4]), preamble=4)
+        reply = pack(
+            ReadResponse.from_values(targets[0][2], 0x0001FF00, [1.0, 0.1, 0.2, 0.3, 0.4]),
+            preamble=4,
+        )
         servers = [await echo_server(reply) for _ in targets]
         until = time.perf_counter() + SECONDS
-        counts = await asyncio.gather(*(
-            read_loop(s.sockets[0].getsockname()[1], r, until)
-            for s, (_p, r, _a) in zip(servers, targets, strict=True)))
+        counts = await asyncio.gather(
+            *(
+                read_loop(s.sockets[0].getsockname()[1], r, until)
+                for s, (_p, r, _a) in zip(servers, targets, strict=True)
+            )
+        )
         echo_rate = sum(counts) / SECONDS
         for s in servers:
             s.close()
@@ -192,7 +221,8 @@ async def bench_devices() -> dict[str, object]:
         counts = await asyncio.gather(*(modbus_loop(p, u, until) for p, u in mb_targets))
         mb_rate = sum(counts) / SECONDS
         return {
-            "gateways_dlt645": len(fleet.dlt645), "gateways_modbus": len(fleet.modbus),
+            "gateways_dlt645": len(fleet.dlt645),
+            "gateways_modbus": len(fleet.modbus),
             "fleet_start_s": round(start_s, 2),
             "rss_bytes_per_meter_with_devices": round(grown / w.M),
             "connections": CONNECTIONS,
@@ -215,8 +245,12 @@ def _free_port() -> int:
 
 async def bench_mqtt(url: str) -> dict[str, object]:
     data = scenario_data()
-    data["devices"] = {"dlt645_share": 0.0, "modbus_share": 0.0, "mqtt_share": 1.0,
-                       "meters_per_concentrator": 200}
+    data["devices"] = {
+        "dlt645_share": 0.0,
+        "modbus_share": 0.0,
+        "mqtt_share": 1.0,
+        "meters_per_concentrator": 200,
+    }
     data["mqtt"] = {"url": url, "inflight_max": 1000}
     sc = parse_scenario(data)
     async with Fleet(sc, keep_days=3) as fleet:
@@ -237,8 +271,7 @@ async def bench_mqtt(url: str) -> dict[str, object]:
         payloads = [p for c in fleet.concentrators for _t, p in c.buffer.values()]
         topic = "meterhub/v1/c/BENCH/up/readings"
         host, port = url.removeprefix("mqtt://").split(":")
-        raw = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw",
-                          protocol=mqtt.MQTTv5)
+        raw = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw", protocol=mqtt.MQTTv5)
         raw.max_inflight_messages_set(1000)
         raw.connect(host, int(port))
         raw.loop_start()
@@ -249,13 +282,17 @@ async def bench_mqtt(url: str) -> dict[str, object]:
             info.wait_for_publish(30)
         raw.disconnect()
         raw.loop_stop()
-        return {"meters": w.M, "concentrators": len(fleet.concentrators),
-                "readings_per_slot": readings, "batches_per_slot": len(payloads),
-                "slot_read_s": round(took, 3),
-                "readings_per_s": round(readings / took),
-                "raw_publish_readings_per_s": round(readings / raw_took),
-                "vs_raw_publish": round((readings / took) / (readings / raw_took), 3),
-                "max_speed_keeping_up": round(w.slot_s / took, 1)}
+        return {
+            "meters": w.M,
+            "concentrators": len(fleet.concentrators),
+            "readings_per_slot": readings,
+            "batches_per_slot": len(payloads),
+            "slot_read_s": round(took, 3),
+            "readings_per_s": round(readings / took),
+            "raw_publish_readings_per_s": round(readings / raw_took),
+            "vs_raw_publish": round((readings / took) / (readings / raw_took), 3),
+            "max_speed_keeping_up": round(w.slot_s / took, 1),
+        }
 
 
 def run_mqtt() -> dict[str, object] | str:
@@ -264,10 +301,12 @@ def run_mqtt() -> dict[str, object] | str:
     port = _free_port()
     with tempfile.TemporaryDirectory() as tmp:
         conf = Path(tmp) / "m.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                        "max_queued_messages 0\nuser root\n")
-        proc = subprocess.Popen([str(MOSQUITTO), "-c", str(conf)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        conf.write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nuser root\n"
+        )
+        proc = subprocess.Popen(
+            [str(MOSQUITTO), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             time.sleep(0.5)
             return asyncio.run(bench_mqtt(f"mqtt://127.0.0.1:{port}"))
@@ -283,14 +322,17 @@ def main() -> None:
     result = {
         "benchmark": "simulators",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
         "meters_simulated": world["meters"],
         "world": world,
         "devices": devices,
         "mqtt": mqtt_result,
         "notes": "frames/s are loopback, no serial delay or latency; one request at a time "
-                 "per connection; baseline = raw asyncio echo of the same reply bytes",
+        "per connection; baseline = raw asyncio echo of the same reply bytes",
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

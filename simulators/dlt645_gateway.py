@@ -81,8 +81,9 @@ class MeterBus:
         seed: random stream for drops and corruption.
     """
 
-    def __init__(self, world: World, meters: list[int], clock: Clock, config: DevicesConfig,
-                 seed: int) -> None:
+    def __init__(
+        self, world: World, meters: list[int], clock: Clock, config: DevicesConfig, seed: int
+    ) -> None:
         self.world = world
         self.clock = clock
         self.config = config
@@ -137,7 +138,7 @@ class MeterBus:
         if isinstance(msg, ReadAddressRequest):
             if msg.address != WILDCARD_ADDRESS or len(self.by_address) != 1:
                 return None  # several meters would answer at once: garbage, no reply
-            (addr, only), = self.by_address.items()
+            ((addr, only),) = self.by_address.items()
             if w.silent(only, t) or self._is_1997(only):
                 return None
             return pack(ReadAddressResponse(addr), preamble=4)
@@ -157,22 +158,23 @@ class MeterBus:
             return pack(self._remote(address, m, msg, t), preamble=4)
         if isinstance(msg, WriteRequest):
             return pack(self._write(address, m, msg, t), preamble=4)
-        return pack(AbnormalResponse(address, frame.control & 0x1F, _err(["other_error"])),
-                    preamble=4)
+        return pack(
+            AbnormalResponse(address, frame.control & 0x1F, _err(["other_error"])), preamble=4
+        )
 
     def _is_1997(self, m: int) -> bool:
         return bool(self.world.protocol[self.world.m_point[m]] == "dlt645-1997")
 
-    def _answer_1997(self, address: str, m: int, msg: Any, version: Version,
-                     t: float) -> bytes | None:
+    def _answer_1997(
+        self, address: str, m: int, msg: Any, version: Version, t: float
+    ) -> bytes | None:
         """A DL/T 645-1997 meter: reads of energies, instantaneous values, date and time."""
         fn = int(Function1997.READ)
         err = error_word(["di_error"], Version.V1997)
         if version is Version.V2007:
             # 1997 meters answer a 2007-style read with a DI error (protocols.md §9)
             if isinstance(msg, ReadRequest):
-                return pack(AbnormalResponse(address, fn, err, version=Version.V1997),
-                            preamble=4)
+                return pack(AbnormalResponse(address, fn, err, version=Version.V1997), preamble=4)
             return None
         if not isinstance(msg, ReadRequest):
             return None
@@ -209,8 +211,9 @@ class MeterBus:
             values = [address]
         if values is None:
             return pack(AbnormalResponse(address, fn, err, version=Version.V1997), preamble=4)
-        return pack(ReadResponse.from_values(address, di, values, version=Version.V1997),
-                    preamble=4)
+        return pack(
+            ReadResponse.from_values(address, di, values, version=Version.V1997), preamble=4
+        )
 
     def _read(self, address: str, m: int, di: int, t: float) -> Any:
         w = self.world
@@ -232,9 +235,13 @@ class MeterBus:
             values = [float(regs[5])]
         elif di in (0x02010100, 0x02020100, 0x02030000, 0x02060000, 0x02800002):
             inst = w.instantaneous(m, t)
-            key = {0x02010100: "voltage_a_v", 0x02020100: "current_a_a",
-                   0x02030000: "active_power_total_kw", 0x02060000: "power_factor_total",
-                   0x02800002: "frequency_hz"}[di]
+            key = {
+                0x02010100: "voltage_a_v",
+                0x02020100: "current_a_a",
+                0x02030000: "active_power_total_kw",
+                0x02060000: "power_factor_total",
+                0x02800002: "frequency_hz",
+            }[di]
             values = [inst[key]]
         elif di == 0x04000101:
             values = [w.meter_time(p, t).strftime("%Y-%m-%d")]
@@ -350,8 +357,7 @@ class Dlt645Gateway:
             with contextlib.suppress(Exception):
                 await self.server.wait_closed()
 
-    async def _on_client(self, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self._serve(reader, writer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -30,8 +30,9 @@ class Endpoints:
     broker_password: str = ""
 
 
-def fleet_document(world: World, endpoints: Endpoints, *, wall_start: datetime,
-                   sim_now: float | None = None) -> dict[str, Any]:
+def fleet_document(
+    world: World, endpoints: Endpoints, *, wall_start: datetime, sim_now: float | None = None
+) -> dict[str, Any]:
     """Build the fleet document.
 
     Args:
@@ -88,15 +89,21 @@ def fleet_document(world: World, endpoints: Endpoints, *, wall_start: datetime,
         meters.append(rec)
     gateways = []
     for g in w.gateways:
-        rec = {"id": g["id"], "mode": g["mode"],
-               "model": "generic-dtu" if g["kind"] == "dlt645-2007" else "modbus-tcp"}
+        rec = {
+            "id": g["id"],
+            "mode": g["mode"],
+            "model": "generic-dtu" if g["kind"] == "dlt645-2007" else "modbus-tcp",
+        }
         if g["mode"] == "connect":
             rec["url"] = endpoints.gateways.get(g["id"], "")
         gateways.append(rec)
     concentrators = []
     for c in w.concentrators:
-        rec = {"id": c["id"], "broker": endpoints.broker_url,
-               "username": endpoints.broker_username or c["id"]}
+        rec = {
+            "id": c["id"],
+            "broker": endpoints.broker_url,
+            "username": endpoints.broker_username or c["id"],
+        }
         if endpoints.broker_password:
             rec["password"] = endpoints.broker_password
         concentrators.append(rec)

@@ -34,8 +34,9 @@ class ModbusGateway:
         model: register map name shipped with :mod:`protocols.modbus`.
     """
 
-    def __init__(self, gateway_id: str, world: World, units: dict[int, int], clock: Clock,
-                 model: str) -> None:
+    def __init__(
+        self, gateway_id: str, world: World, units: dict[int, int], clock: Clock, model: str
+    ) -> None:
         self.id = gateway_id
         self.world = world
         self.units = units
@@ -72,9 +73,16 @@ class ModbusGateway:
                 vals[q] = 1.0
         return vals
 
-    async def _action(self, m: int, function_code: int, start_address: int, address: int,
-                      count: int, current_registers: list[int],
-                      set_values: list[int] | list[bool] | None) -> ExcCodes | None:
+    async def _action(
+        self,
+        m: int,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        current_registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
         del function_code
         if set_values is not None:
             return ExcCodes.ILLEGAL_FUNCTION
@@ -95,11 +103,13 @@ class ModbusGateway:
         """One ``SimDevice`` per unit, registers refreshed by an action on every request."""
         out = []
         for unit, m in sorted(self.units.items()):
-            out.append(SimDevice(
-                id=unit,
-                simdata=[SimData(0, count=self.size, values=0, datatype=DataType.REGISTERS)],
-                action=functools.partial(self._action, m),
-            ))
+            out.append(
+                SimDevice(
+                    id=unit,
+                    simdata=[SimData(0, count=self.size, values=0, datatype=DataType.REGISTERS)],
+                    action=functools.partial(self._action, m),
+                )
+            )
         return out
 
     async def start(self, host: str, port: int = 0) -> None:

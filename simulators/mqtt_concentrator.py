@@ -87,8 +87,13 @@ class BrokerParams:
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError(f"not an mqtt:// URL: {url!r}")
         tls = parts.scheme == "mqtts"
-        return cls(parts.hostname, parts.port or (8883 if tls else 1883),
-                   username or (parts.username or ""), password or (parts.password or ""), tls)
+        return cls(
+            parts.hostname,
+            parts.port or (8883 if tls else 1883),
+            username or (parts.username or ""),
+            password or (parts.password or ""),
+            tls,
+        )
 
 
 class Concentrator:
@@ -105,8 +110,17 @@ class Concentrator:
         devices: device settings (for the DL/T 645 answers to forwarded frames).
     """
 
-    def __init__(self, cid: str, world: World, meters: list[int], index: int, clock: Clock,
-                 broker: BrokerParams, config: MqttConfig, devices: DevicesConfig) -> None:
+    def __init__(
+        self,
+        cid: str,
+        world: World,
+        meters: list[int],
+        index: int,
+        clock: Clock,
+        broker: BrokerParams,
+        config: MqttConfig,
+        devices: DevicesConfig,
+    ) -> None:
         self.id = cid
         self.world = world
         self.meters = np.array(sorted(meters), dtype=np.int64)
@@ -135,8 +149,7 @@ class Concentrator:
 
     # ---------------------------------------------------------------- broker
     def _make_client(self) -> mqtt.Client:
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.id,
-                        protocol=mqtt.MQTTv5)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.id, protocol=mqtt.MQTTv5)
         if self.broker.username or self.broker.password:
             c.username_pw_set(self.broker.username or self.id, self.broker.password or None)
         if self.broker.tls:
@@ -149,8 +162,14 @@ class Concentrator:
         c.on_message = self._on_message
         return c
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                    properties: Properties | None) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: Any,
+        reason_code: Any,
+        properties: Properties | None,
+    ) -> None:
         del userdata, flags, properties
         if reason_code.is_failure:
             log.warning("%s: broker refused the connection: %s", self.id, reason_code)
@@ -163,8 +182,14 @@ class Concentrator:
         self.connected.set()
         self._resend()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                       properties: Properties | None) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: Any,
+        reason_code: Any,
+        properties: Properties | None,
+    ) -> None:
         del client, userdata, flags, reason_code, properties
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self.connected.clear)
@@ -180,9 +205,11 @@ class Concentrator:
         self.client = self._make_client()
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self.client.loop_start()
-        self._tasks = [asyncio.create_task(self._schedule()),
-                       asyncio.create_task(self._commands()),
-                       asyncio.create_task(self._resender())]
+        self._tasks = [
+            asyncio.create_task(self._schedule()),
+            asyncio.create_task(self._commands()),
+            asyncio.create_task(self._resender()),
+        ]
 
     async def _go_offline(self) -> None:
         """An injected outage of the concentrator: drop the broker connection, stop reading."""
@@ -242,9 +269,13 @@ class Concentrator:
         size = self.cfg.batch_size
         for k in range(0, len(readings), size):
             seq = next(self.seq)
-            batch = ReadingsBatch(batch=f"{self.id}-r{seq}", seq=seq, command=command,
-                                  sent=self._iso(self.clock.now().timestamp()),
-                                  readings=tuple(readings[k:k + size]))
+            batch = ReadingsBatch(
+                batch=f"{self.id}-r{seq}",
+                seq=seq,
+                command=command,
+                sent=self._iso(self.clock.now().timestamp()),
+                readings=tuple(readings[k : k + size]),
+            )
             self._publish(batch)
             self.readings_sent += len(batch.readings)
 
@@ -286,20 +317,38 @@ class Concentrator:
                 continue
             num = w.m_number[m]
             r = regs[i]
-            readings.append(Reading(meter=num, quantity="forward_active_total_kwh", ts=ts,
-                                    value=float(r[0])))
+            readings.append(
+                Reading(meter=num, quantity="forward_active_total_kwh", ts=ts, value=float(r[0]))
+            )
             for k in range(4):
-                readings.append(Reading(meter=num, quantity=f"forward_active_t{k + 1}_kwh",
-                                        ts=ts, value=float(r[1 + k])))
+                readings.append(
+                    Reading(
+                        meter=num,
+                        quantity=f"forward_active_t{k + 1}_kwh",
+                        ts=ts,
+                        value=float(r[1 + k]),
+                    )
+                )
             if (w.bidir_archive[p] or (r[5] > 0 and not w.has_pv[p])) and not (
-                    w.has_pv[p] and not w.bidir_archive[p]):
-                readings.append(Reading(meter=num, quantity="reverse_active_total_kwh", ts=ts,
-                                        value=float(r[5])))
+                w.has_pv[p] and not w.bidir_archive[p]
+            ):
+                readings.append(
+                    Reading(
+                        meter=num, quantity="reverse_active_total_kwh", ts=ts, value=float(r[5])
+                    )
+                )
             prev = self.last_regs.get(m)
             if prev is not None and prev[0] == g - 1:
                 delta = (float(r[0]) - prev[1]) % 1_000_000.0 + w.spike_at(m, g)
-                readings.append(Reading(meter=num, quantity="interval_kwh", ts=ts,
-                                        value=round(delta, 2), interval=w.sc.interval))
+                readings.append(
+                    Reading(
+                        meter=num,
+                        quantity="interval_kwh",
+                        ts=ts,
+                        value=round(delta, 2),
+                        interval=w.sc.interval,
+                    )
+                )
             self.last_regs[m] = (g, float(r[0]))
         if g % w.S == 0:
             readings.extend(self._freezes(g, t + 300.0))
@@ -323,9 +372,14 @@ class Concentrator:
                 if fz is None or not fz.valid[m] or fz.instant[m] > t:
                     continue
                 ts = datetime.fromtimestamp(float(fz.label[m]), UTC).replace(tzinfo=w.zone)
-                out.append(Reading(meter=w.m_number[m],
-                                   quantity="daily_frozen_forward_active_total_kwh", ts=ts,
-                                   value=float(fz.values[m, 0])))
+                out.append(
+                    Reading(
+                        meter=w.m_number[m],
+                        quantity="daily_frozen_forward_active_total_kwh",
+                        ts=ts,
+                        value=float(fz.values[m, 0]),
+                    )
+                )
                 self.frozen_sent.add((m, bb))
         return out
 
@@ -340,33 +394,53 @@ class Concentrator:
             if a in w.outages:
                 g0, g1 = w.outages[a]
                 if t_prev < w.g_time(g0) <= t:
-                    events.append(MeterEvent(meter=w.m_number[m], code=EventCode.POWER_LOSS,
-                                             ts=self._iso(w.g_time(g0))))
+                    events.append(
+                        MeterEvent(
+                            meter=w.m_number[m],
+                            code=EventCode.POWER_LOSS,
+                            ts=self._iso(w.g_time(g0)),
+                        )
+                    )
                 if t_prev < w.g_time(g1) <= t:
-                    events.append(MeterEvent(meter=w.m_number[m], code=EventCode.POWER_LOSS,
-                                             ts=self._iso(w.g_time(g0)),
-                                             end=self._iso(w.g_time(g1))))
+                    events.append(
+                        MeterEvent(
+                            meter=w.m_number[m],
+                            code=EventCode.POWER_LOSS,
+                            ts=self._iso(w.g_time(g0)),
+                            end=self._iso(w.g_time(g1)),
+                        )
+                    )
             if p in w.relays and w.meter_installed(m, t):
                 closed = w.relay_status(m, t)[0]
                 if self._relay_seen.get(m, True) != closed:
-                    events.append(MeterEvent(
-                        meter=w.m_number[m], code=EventCode.RELAY_STATE, ts=self._iso(t),
-                        relay=RelayState.CLOSED if closed else RelayState.OPEN))
+                    events.append(
+                        MeterEvent(
+                            meter=w.m_number[m],
+                            code=EventCode.RELAY_STATE,
+                            ts=self._iso(t),
+                            relay=RelayState.CLOSED if closed else RelayState.OPEN,
+                        )
+                    )
                 self._relay_seen[m] = closed
             for f in w.faults.get(p, []):
                 if f["kind"] == "clock_reset" and m not in self._clock_reset_sent:
                     tr = w.g_time(int(f["since_g"]))
                     if tr <= t:
                         prev = w.meter_time(p, tr - 1.0)
-                        events.append(MeterEvent(
-                            meter=w.m_number[m], code=EventCode.CLOCK_RESET,
-                            ts=datetime(2000, 1, 1, tzinfo=w.zone),
-                            previous_time=prev.replace(tzinfo=w.zone)))
+                        events.append(
+                            MeterEvent(
+                                meter=w.m_number[m],
+                                code=EventCode.CLOCK_RESET,
+                                ts=datetime(2000, 1, 1, tzinfo=w.zone),
+                                previous_time=prev.replace(tzinfo=w.zone),
+                            )
+                        )
                         self._clock_reset_sent.add(m)
         for k in range(0, len(events), 500):
             seq = next(self.seq)
-            self._publish(EventsBatch(batch=f"{self.id}-e{seq}", seq=seq,
-                                      events=tuple(events[k:k + 500])))
+            self._publish(
+                EventsBatch(batch=f"{self.id}-e{seq}", seq=seq, events=tuple(events[k : k + 500]))
+            )
 
     # ------------------------------------------------------------- commands
     async def _commands(self) -> None:
@@ -388,10 +462,8 @@ class Concentrator:
         """Act on one parsed downlink message."""
         now = self.clock.now().timestamp()
         if isinstance(msg, Receipt):
-            kind = {"readings": "readings", "events": "events", "frames": "frames"}[
-                str(msg.kind)]
-            for key in [k for k in self.buffer if k[1] == msg.batch and
-                        k[0].endswith("/" + kind)]:
+            kind = {"readings": "readings", "events": "events", "frames": "frames"}[str(msg.kind)]
+            for key in [k for k in self.buffer if k[1] == msg.batch and k[0].endswith("/" + kind)]:
                 del self.buffer[key]
             self.receipts += 1
             return
@@ -421,28 +493,52 @@ class Concentrator:
         m = self.by_number.get(msg.meter)
         ts = self._iso(now)
         if m is None:
-            self._ack(CommandAck(command=msg.command, result=AckResult.REJECTED, ts=ts,
-                                 meter=msg.meter, detail="unknown meter"))
+            self._ack(
+                CommandAck(
+                    command=msg.command,
+                    result=AckResult.REJECTED,
+                    ts=ts,
+                    meter=msg.meter,
+                    detail="unknown meter",
+                )
+            )
             return
         if msg.deadline.timestamp() < now:
-            self._ack(CommandAck(command=msg.command, result=AckResult.EXPIRED, ts=ts,
-                                 meter=msg.meter))
+            self._ack(
+                CommandAck(command=msg.command, result=AckResult.EXPIRED, ts=ts, meter=msg.meter)
+            )
             return
         if w.silent(m, now):
-            self._ack(CommandAck(command=msg.command, result=AckResult.NO_ANSWER, ts=ts,
-                                 meter=msg.meter))
+            self._ack(
+                CommandAck(command=msg.command, result=AckResult.NO_ANSWER, ts=ts, meter=msg.meter)
+            )
             return
         result = w.relay_command(m, now, str(msg.action))
         closed = w.relay_status(m, now)[0]
         word = w.status_word_3(m, now)
         if result == "accepted":
-            self._ack(CommandAck(command=msg.command, result=AckResult.DONE, ts=ts,
-                                 meter=msg.meter, status_word_3=word,
-                                 relay=RelayState.CLOSED if closed else RelayState.OPEN))
+            self._ack(
+                CommandAck(
+                    command=msg.command,
+                    result=AckResult.DONE,
+                    ts=ts,
+                    meter=msg.meter,
+                    status_word_3=word,
+                    relay=RelayState.CLOSED if closed else RelayState.OPEN,
+                )
+            )
         else:
             bits = ("password_error",) if result == "refused_protected" else ("other_error",)
-            self._ack(CommandAck(command=msg.command, result=AckResult.REFUSED, ts=ts,
-                                 meter=msg.meter, error_bits=bits, status_word_3=word))
+            self._ack(
+                CommandAck(
+                    command=msg.command,
+                    result=AckResult.REFUSED,
+                    ts=ts,
+                    meter=msg.meter,
+                    error_bits=bits,
+                    status_word_3=word,
+                )
+            )
 
     def _time(self, msg: TimeSync, now: float) -> None:
         w = self.world
@@ -468,13 +564,21 @@ class Concentrator:
             frame = dec.next_frame()
             reply = None if frame is DLT_NEED_DATA else self.bus.answer(frame)  # type: ignore[arg-type]
             if reply is None:
-                self._ack(CommandAck(command=msg.command, result=AckResult.NO_ANSWER, ts=ts,
-                                     meter=msg.meters[0]))
+                self._ack(
+                    CommandAck(
+                        command=msg.command, result=AckResult.NO_ANSWER, ts=ts, meter=msg.meters[0]
+                    )
+                )
                 return
             seq = next(self.seq)
-            self._publish(FramesBatch(batch=f"{self.id}-f{seq}", seq=seq, command=msg.command,
-                                      frames=(ForwardedFrame(ts=ts, hex=reply.hex(),
-                                                             meter=msg.meters[0], port=2),)))
+            self._publish(
+                FramesBatch(
+                    batch=f"{self.id}-f{seq}",
+                    seq=seq,
+                    command=msg.command,
+                    frames=(ForwardedFrame(ts=ts, hex=reply.hex(), meter=msg.meters[0], port=2),),
+                )
+            )
             self._ack(CommandAck(command=msg.command, result=AckResult.DONE, ts=ts))
             return
         readings: list[Reading] = []
@@ -498,10 +602,14 @@ class Concentrator:
                 elif q == "daily_frozen_forward_active_total_kwh":
                     fz = w.freeze_before(m, now)
                     if fz is not None:
-                        readings.append(Reading(
-                            meter=num, quantity=q,
-                            ts=datetime.fromtimestamp(fz[1], UTC).replace(tzinfo=w.zone),
-                            value=float(fz[0][0])))
+                        readings.append(
+                            Reading(
+                                meter=num,
+                                quantity=q,
+                                ts=datetime.fromtimestamp(fz[1], UTC).replace(tzinfo=w.zone),
+                                value=float(fz[0][0]),
+                            )
+                        )
                     continue
                 elif q in inst:
                     value = inst[q]
@@ -512,4 +620,3 @@ class Concentrator:
             self._ack(CommandAck(command=msg.command, result=AckResult.DONE, ts=ts))
         else:
             self._ack(CommandAck(command=msg.command, result=AckResult.NO_ANSWER, ts=ts))
-

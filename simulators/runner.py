@@ -62,14 +62,21 @@ class Fleet:
         clock: the simulated clock (default: a :class:`SimClock` at the scenario's speed).
     """
 
-    def __init__(self, scenario: Scenario, *, fleet_path: Path | None = None,
-                 wall_start: datetime | None = None, keep_days: int = 3,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        fleet_path: Path | None = None,
+        wall_start: datetime | None = None,
+        keep_days: int = 3,
+        clock: Clock | None = None,
+    ) -> None:
         self.sc = scenario
         self.world = World(scenario, keep_days=keep_days)
         self.wall_start = wall_start or datetime.now(UTC)
-        self.clock: Clock = clock or SimClock(sim_start=self.world.start,
-                                              wall_start=self.wall_start, speed=scenario.speed)
+        self.clock: Clock = clock or SimClock(
+            sim_start=self.world.start, wall_start=self.wall_start, speed=scenario.speed
+        )
         self.fleet_path = fleet_path
         self.dlt645: list[Dlt645Gateway] = []
         self.modbus: list[ModbusGateway] = []
@@ -109,8 +116,9 @@ class Fleet:
         if w.concentrators:
             url, user, password = broker_settings(sc)
             if not url:
-                raise ScenarioError("mqtt.url", "concentrators need a broker: set mqtt.url or "
-                                    "METERHUB_MQTT_URL")
+                raise ScenarioError(
+                    "mqtt.url", "concentrators need a broker: set mqtt.url or METERHUB_MQTT_URL"
+                )
             self.endpoints.broker_url = url
             self.endpoints.broker_username = user
             self.endpoints.broker_password = password
@@ -127,8 +135,12 @@ class Fleet:
 
     def fleet_document(self) -> dict[str, Any]:
         """The fleet document as of now (archive changes up to the simulated present)."""
-        return fleet_document(self.world, self.endpoints, wall_start=self.wall_start,
-                              sim_now=self.clock.now().timestamp())
+        return fleet_document(
+            self.world,
+            self.endpoints,
+            wall_start=self.wall_start,
+            sim_now=self.clock.now().timestamp(),
+        )
 
     def write_fleet_file(self) -> None:
         """Write the fleet file atomically (when a path was given)."""
@@ -150,8 +162,9 @@ class Fleet:
             if r["t"] > until or r["value"] is None:
                 continue
             reader = f"R{w.m_archive_area[m] + 1:03d}"
-            lines.append(f"{r['meter']},{r['ts']},forward_active_total_kwh,{r['value']:.2f},"
-                         f"manual,{reader}")
+            lines.append(
+                f"{r['meter']},{r['ts']},forward_active_total_kwh,{r['value']:.2f},manual,{reader}"
+            )
         return "\n".join(lines) + "\n"
 
     def tick(self) -> None:
@@ -163,8 +176,9 @@ class Fleet:
         if taken != self._manual_written and self.manual_path is not None:
             self._manual_written = taken
             write_atomic(self.manual_path, self.manual_csv(now).encode("utf-8"))
-        done = sum(1 for e in self.world.exchanges if self.world.g_time(e["g"]) <= now
-                   and "old_end" in e)
+        done = sum(
+            1 for e in self.world.exchanges if self.world.g_time(e["g"]) <= now and "old_end" in e
+        )
         if done != self._exchanges_written:
             self._exchanges_written = done
             self.write_fleet_file()
@@ -186,14 +200,19 @@ class Fleet:
             raise
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     def frames_answered(self) -> int:
         """Requests answered by every DL/T 645 and Modbus device so far."""
-        return (sum(g.bus.frames_answered for g in self.dlt645)
-                + sum(m.frames_answered for m in self.modbus))
+        return sum(g.bus.frames_answered for g in self.dlt645) + sum(
+            m.frames_answered for m in self.modbus
+        )
 
     def completed_days(self, *, cap: bool = True) -> int:
         """Whole simulated days whose closing midnight has passed (capped at ``days``)."""
@@ -208,8 +227,14 @@ def write_truth(path: Path, world: World, days: int) -> None:
     write_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8"))
 
 
-async def run(sc: Scenario, *, truth: Path | None, fleet: Path | None, forever: bool,
-              stop: asyncio.Event | None = None) -> int:
+async def run(
+    sc: Scenario,
+    *,
+    truth: Path | None,
+    fleet: Path | None,
+    forever: bool,
+    stop: asyncio.Event | None = None,
+) -> int:
     """Run a scenario until its last day ends (or ``stop`` is set, or forever).
 
     Returns:
@@ -226,8 +251,14 @@ async def run(sc: Scenario, *, truth: Path | None, fleet: Path | None, forever: 
         end = w.t0 + sc.days * 86400.0 + 3600.0
         tick = min(1.0, max(0.05, w.slot_s / sc.speed / 4))
         logged = 0
-        log.info("simulating %d meters in %d areas from %s for %s days at speed %g",
-                 w.M, w.A, sc.start, "∞" if forever else sc.days, sc.speed)
+        log.info(
+            "simulating %d meters in %d areas from %s for %s days at speed %g",
+            w.M,
+            w.A,
+            sc.start,
+            "∞" if forever else sc.days,
+            sc.speed,
+        )
         while not stop.is_set():
             f.tick()
             done = f.completed_days(cap=not forever)
@@ -246,12 +277,12 @@ async def run(sc: Scenario, *, truth: Path | None, fleet: Path | None, forever: 
 
 
 def _error(key: str, message: str) -> None:
-    sys.stderr.write(json.dumps({"error": {"key": key, "reason": message}},
-                                ensure_ascii=False) + "\n")
+    sys.stderr.write(
+        json.dumps({"error": {"key": key, "reason": message}}, ensure_ascii=False) + "\n"
+    )
 
 
-def simulate_command(scenario: Path, truth: Path | None, fleet: Path | None,
-                     forever: bool) -> int:
+def simulate_command(scenario: Path, truth: Path | None, fleet: Path | None, forever: bool) -> int:
     """Entry point of ``meterhub simulate``.
 
     Args:
@@ -264,8 +295,11 @@ def simulate_command(scenario: Path, truth: Path | None, fleet: Path | None,
         0 on success; 2 for an invalid scenario or load-shape file (the error names the key);
         5 when a port cannot be bound or the broker URL is unusable.
     """
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         sc = load_scenario(scenario)
     except ScenarioError as exc:

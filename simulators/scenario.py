@@ -35,7 +35,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-
 def _share() -> Any:
     return Field(default=0.0, ge=0.0, le=1.0)
 
@@ -94,8 +93,9 @@ class LoadConfig(_Strict):
     pv_path: str = ""
     pv_kwp: tuple[float, float] = (2.0, 6.0)
     tou_hours: list[int] = Field(
-        default_factory=lambda: [4] * 7 + [3] + [2] * 3 + [3] * 6 + [2] * 2 + [1] * 2 + [2] * 2
-        + [4]
+        default_factory=lambda: (
+            [4] * 7 + [3] + [2] * 3 + [3] * 6 + [2] * 2 + [1] * 2 + [2] * 2 + [4]
+        )
     )
 
     @field_validator("tou_hours")
@@ -170,8 +170,14 @@ class InjectionsConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_ranges(self) -> InjectionsConfig:
-        for name in ("theft_fraction", "error_range", "clock_drift_s_per_day", "offline_days",
-                     "concentrator_offline_days", "outage_hours"):
+        for name in (
+            "theft_fraction",
+            "error_range",
+            "clock_drift_s_per_day",
+            "offline_days",
+            "concentrator_offline_days",
+            "outage_hours",
+        ):
             lo, hi = getattr(self, name)
             if lo > hi or lo < 0:
                 raise ValueError(f"{name}: expected [low, high] with 0 <= low <= high")

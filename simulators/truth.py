@@ -21,9 +21,14 @@ SCHEMA = "meterhub-sim-truth/1"
 
 # the ``kind`` of ``analyze suspects`` (CONTRACTS.md) that each injected fault should produce
 SUSPECT_KIND = {
-    "meter_fast": "meter_error", "meter_slow": "meter_error", "meter_drifting": "meter_error",
-    "stopped": "stopped_meter", "reversed": "reversed_meter", "theft": "theft",
-    "wrong_area": "wrong_area", "pv_export_not_collected": "pv_export_missing",
+    "meter_fast": "meter_error",
+    "meter_slow": "meter_error",
+    "meter_drifting": "meter_error",
+    "stopped": "stopped_meter",
+    "reversed": "reversed_meter",
+    "theft": "theft",
+    "wrong_area": "wrong_area",
+    "pv_export_not_collected": "pv_export_missing",
     "supply_ct_wrong": "supply_ratio",
 }
 
@@ -43,8 +48,11 @@ class Delivery:
         self.w = world
         n = world.sc.days if days is None else days
         self.run_slots = n * world.S + world.S  # run plus the next day's reads
-        self.random_missing = {(int(p), d * world.S + int(s))
-                               for d, idx in world.missing_random.items() for p, s in idx}
+        self.random_missing = {
+            (int(p), d * world.S + int(s))
+            for d, idx in world.missing_random.items()
+            for p, s in idx
+        }
 
     def _offline(self, window: tuple[int, int] | None, g: int) -> bool:
         return window is not None and window[0] <= g < window[1]
@@ -69,8 +77,12 @@ class Delivery:
                 g = (b + k) * S
                 if g >= self.run_slots:
                     break
-                if (not self._offline(off, g) and not self._offline(coff, g - 1)
-                        and not self._offline(coff, g) and (p, g) not in self.random_missing):
+                if (
+                    not self._offline(off, g)
+                    and not self._offline(coff, g - 1)
+                    and not self._offline(coff, g)
+                    and (p, g) not in self.random_missing
+                ):
                     return True
             return False
         # DL/T 645: the meter keeps 62 freezes; readable whenever it answers again
@@ -145,41 +157,47 @@ def area_days(world: World, days: int) -> list[dict[str, Any]]:
             r_supply = reg[a, 0] + reg[a, 3]
             r_sales = reg[a, 2] + reg[a, 1]
             miss = sorted(set(missing[a]))
-            out[a]["days"].append({
-                "date": w.day_date(d).isoformat(),
-                "physical": {
-                    "transformer_import_kwh": _r(T["supply_import_kwh"][a]),
-                    "transformer_backfeed_kwh": _r(T["supply_backfeed_kwh"][a]),
-                    "customer_import_kwh": _r(T["customer_import_kwh"][a]),
-                    "customer_export_kwh": _r(T["customer_export_kwh"][a]),
-                    "technical_loss_kwh": _r(T["technical_loss_kwh"][a]),
-                    "theft_kwh": _r(T["theft_kwh"][a]),
-                    "supply_kwh": _r(phys_supply),
-                    "sales_kwh": _r(phys_sales),
-                    "loss_kwh": _r(phys_supply - phys_sales),
-                    "rate": _r(100.0 * (phys_supply - phys_sales) / phys_supply)
-                    if phys_supply > 0 else None,
-                    "outage_slots": int(T["outage_slots"][a]),
-                },
-                "registered": {
-                    "supply_forward_kwh": _r(reg[a, 0]),
-                    "supply_reverse_kwh": _r(reg[a, 1]),
-                    "customer_forward_kwh": _r(reg[a, 2]),
-                    "customer_reverse_kwh": _r(reg[a, 3]),
-                    "supply_kwh": _r(r_supply),
-                    "sales_kwh": _r(r_sales),
-                    "loss_kwh": _r(r_supply - r_sales),
-                    "rate": _r(100.0 * (r_supply - r_sales) / r_supply) if r_supply > 0 else None,
-                    "computable": not miss,
-                    "missing_terms": miss,
-                },
-            })
+            out[a]["days"].append(
+                {
+                    "date": w.day_date(d).isoformat(),
+                    "physical": {
+                        "transformer_import_kwh": _r(T["supply_import_kwh"][a]),
+                        "transformer_backfeed_kwh": _r(T["supply_backfeed_kwh"][a]),
+                        "customer_import_kwh": _r(T["customer_import_kwh"][a]),
+                        "customer_export_kwh": _r(T["customer_export_kwh"][a]),
+                        "technical_loss_kwh": _r(T["technical_loss_kwh"][a]),
+                        "theft_kwh": _r(T["theft_kwh"][a]),
+                        "supply_kwh": _r(phys_supply),
+                        "sales_kwh": _r(phys_sales),
+                        "loss_kwh": _r(phys_supply - phys_sales),
+                        "rate": _r(100.0 * (phys_supply - phys_sales) / phys_supply)
+                        if phys_supply > 0
+                        else None,
+                        "outage_slots": int(T["outage_slots"][a]),
+                    },
+                    "registered": {
+                        "supply_forward_kwh": _r(reg[a, 0]),
+                        "supply_reverse_kwh": _r(reg[a, 1]),
+                        "customer_forward_kwh": _r(reg[a, 2]),
+                        "customer_reverse_kwh": _r(reg[a, 3]),
+                        "supply_kwh": _r(r_supply),
+                        "sales_kwh": _r(r_sales),
+                        "loss_kwh": _r(r_supply - r_sales),
+                        "rate": _r(100.0 * (r_supply - r_sales) / r_supply)
+                        if r_supply > 0
+                        else None,
+                        "computable": not miss,
+                        "missing_terms": miss,
+                    },
+                }
+            )
     return out
 
 
 def _fault_out(w: World, f: dict[str, Any]) -> dict[str, Any]:
-    out = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in f.items()
-           if k != "since_g"}
+    out = {
+        k: (float(v) if isinstance(v, np.floating) else v) for k, v in f.items() if k != "since_g"
+    }
     if "since_g" in f:
         out["since"] = w.iso(w.g_time(int(f["since_g"])))
     out["suspect_kind"] = SUSPECT_KIND.get(str(f["kind"]))
@@ -191,9 +209,13 @@ def _daily(w: World, m: int, days: int) -> dict[str, list[float | None]]:
     what its daily freezes register (difference × archived CT; null without both freezes)."""
     p = w.m_point[m]
     lo, hi = w.m_install[m], w.m_remove[m]
-    out: dict[str, list[float | None]] = {"physical_import_kwh": [], "physical_export_kwh": [],
-                                           "theft_kwh": [], "registered_forward_kwh": [],
-                                           "registered_reverse_kwh": []}
+    out: dict[str, list[float | None]] = {
+        "physical_import_kwh": [],
+        "physical_export_kwh": [],
+        "theft_kwh": [],
+        "registered_forward_kwh": [],
+        "registered_reverse_kwh": [],
+    }
     for d in range(days):
         whole = (lo < 0 or lo <= d * w.S) and (hi >= NEVER or hi >= (d + 1) * w.S)
         pd = w.point_days.get(d)
@@ -223,8 +245,10 @@ def meters(world: World, days: int) -> list[dict[str, Any]]:
     for m in range(w.M):
         p = w.m_point[m]
         proto = w.protocol[p]
-        error = {"class_epsilon": _r(w.eps_class[p]), "epsilon_by_day": [
-            _r(w.epsilon(p, d)) for d in range(days)]}
+        error = {
+            "class_epsilon": _r(w.eps_class[p]),
+            "epsilon_by_day": [_r(w.epsilon(p, d)) for d in range(days)],
+        }
         ex = [e for e in w.exchanges if m in (e["old"], e["new"])]
         conc = int(w.concentrator_of[p])
         gw = int(w.gateway_of[p])
@@ -250,9 +274,16 @@ def meters(world: World, days: int) -> list[dict[str, Any]]:
             "daily": _daily(w, m, days),
             "faults": [_fault_out(w, f) for f in w.faults.get(p, [])],
             "theft": None,
-            "exchanges": [{"at": w.iso(w.g_time(e["g"])), "old": w.m_number[e["old"]],
-                           "new": w.m_number[e["new"]], "old_end": e.get("old_end"),
-                           "new_start": e.get("new_start")} for e in ex],
+            "exchanges": [
+                {
+                    "at": w.iso(w.g_time(e["g"])),
+                    "old": w.m_number[e["old"]],
+                    "new": w.m_number[e["new"]],
+                    "old_end": e.get("old_end"),
+                    "new_start": e.get("new_start"),
+                }
+                for e in ex
+            ],
             "reports_after_removal": m in w.removed_reporting,
             "missing": {
                 "slots": miss_slots.get(p, []) if w.m_install[m] < 0 else [],
@@ -261,16 +292,21 @@ def meters(world: World, days: int) -> list[dict[str, Any]]:
             },
             "manual_reads": [
                 {k: r[k] for k in ("ts", "kind", "value", "true_value")}
-                for (mm, d), r in sorted(w.manual_reads.items()) if mm == m and d <= days
+                for (mm, d), r in sorted(w.manual_reads.items())
+                if mm == m and d <= days
             ],
-            "spikes": [{"at": w.iso(w.g_time(g)), "extra_kwh": v}
-                       for g, v in sorted(w.spikes.get(p, {}).items())],
+            "spikes": [
+                {"at": w.iso(w.g_time(g)), "extra_kwh": v}
+                for g, v in sorted(w.spikes.get(p, {}).items())
+            ],
             "relay": None,
         }
         if w.theft_frac[p] > 0:
-            rec["theft"] = {"fraction": _r(w.theft_frac[p]),
-                            "since": w.iso(w.g_time(int(w.theft_since[p]))),
-                            "hours": "22:00-06:00"}
+            rec["theft"] = {
+                "fraction": _r(w.theft_frac[p]),
+                "since": w.iso(w.g_time(int(w.theft_since[p]))),
+                "hours": "22:00-06:00",
+            }
         if p in w.offline:
             g0, g1 = w.offline[p]
             rec["missing"]["offline"] = [w.iso(w.g_time(g0)), w.iso(w.g_time(g1))]
@@ -279,8 +315,11 @@ def meters(world: World, days: int) -> list[dict[str, Any]]:
             rec["missing"]["concentrator_offline"] = [w.iso(w.g_time(g0)), w.iso(w.g_time(g1))]
         r = w.relays.get(p)
         if r is not None:
-            rec["relay"] = {"behaviour": r.behaviour, "protected": r.protected,
-                            "closed_at_end": w.relay_status(m, w.g_time(days * w.S))[0]}
+            rec["relay"] = {
+                "behaviour": r.behaviour,
+                "protected": r.protected,
+                "closed_at_end": w.relay_status(m, w.g_time(days * w.S))[0],
+            }
         out.append(rec)
     return out
 
@@ -310,9 +349,14 @@ def build_truth(world: World, days: int | None = None) -> dict[str, Any]:
         "areas": areas,
         "meters": meters(w, n_done),
         "concentrators": [
-            {"id": c["id"], "offline": (
-                [w.iso(w.g_time(w.conc_offline[i][0])), w.iso(w.g_time(w.conc_offline[i][1]))]
-                if i in w.conc_offline else None)}
+            {
+                "id": c["id"],
+                "offline": (
+                    [w.iso(w.g_time(w.conc_offline[i][0])), w.iso(w.g_time(w.conc_offline[i][1]))]
+                    if i in w.conc_offline
+                    else None
+                ),
+            }
             for i, c in enumerate(w.concentrators)
         ],
         "commands": w.commands,

@@ -127,8 +127,9 @@ class World:
         self.S = scenario.slots_per_day
         self.slot_s = scenario.interval * 60
         self.zone = scenario.zone
-        start_local = datetime(scenario.start.year, scenario.start.month, scenario.start.day,
-                               tzinfo=self.zone)
+        start_local = datetime(
+            scenario.start.year, scenario.start.month, scenario.start.day, tzinfo=self.zone
+        )
         end_local = start_local + timedelta(days=scenario.days + 2)
         if start_local.utcoffset() != end_local.utcoffset():
             raise ValueError("the simulator needs a time zone without daylight saving changes")
@@ -195,13 +196,15 @@ class World:
         self.concentrator_of = np.full(P, -1)
         self.gateways: list[dict[str, Any]] = []
         self.concentrators: list[dict[str, Any]] = []
-        for kind, size in (("dlt645-2007", dv.meters_per_gateway),
-                           ("modbus", dv.modbus_meters_per_gateway),
-                           ("mqtt", dv.meters_per_concentrator)):
+        for kind, size in (
+            ("dlt645-2007", dv.meters_per_gateway),
+            ("modbus", dv.modbus_meters_per_gateway),
+            ("mqtt", dv.meters_per_concentrator),
+        ):
             same = ("dlt645-2007", "dlt645-1997") if kind == "dlt645-2007" else (kind,)
             pts = [int(p) for p in order if self.protocol[p] in same]
             for k in range(0, len(pts), size):
-                group = pts[k:k + size]
+                group = pts[k : k + size]
                 if kind == "mqtt":
                     cid = len(self.concentrators)
                     self.concentrators.append({"id": f"C{cid + 1:04d}", "points": group})
@@ -209,10 +212,14 @@ class World:
                 else:
                     gid = len(self.gateways)
                     listen = kind == "dlt645-2007" and rng.random() < dv.gateway_listen_share
-                    self.gateways.append({
-                        "id": f"G{gid + 1:04d}", "kind": kind, "points": group,
-                        "mode": "listen" if listen else "connect",
-                    })
+                    self.gateways.append(
+                        {
+                            "id": f"G{gid + 1:04d}",
+                            "kind": kind,
+                            "points": group,
+                            "mode": "listen" if listen else "connect",
+                        }
+                    )
                     self.gateway_of[group] = gid
                     self.unit_of[group] = np.arange(1, len(group) + 1)
         # PV
@@ -236,8 +243,9 @@ class World:
         self.m_number = numbers
         base = np.where(self.is_supply, rng.uniform(1000, 60000, P), rng.uniform(200, 30000, P))
         self.m_base_fwd = list(quantise(base))
-        self.m_base_rev = list(np.where(self.has_pv | self.is_supply,
-                                        quantise(rng.uniform(0, 3000, P)), 0.0))
+        self.m_base_rev = list(
+            np.where(self.has_pv | self.is_supply, quantise(rng.uniform(0, 3000, P)), 0.0)
+        )
         split = rng.dirichlet([1.0, 3.0, 4.0, 3.0], P)
         tar = quantise(split * base[:, None])
         tar[:, 2] = quantise(base - tar[:, [0, 1, 3]].sum(axis=1))
@@ -245,8 +253,12 @@ class World:
         self.m_archive_area = [int(a) for a in self.true_area]
         self.m_point_arr = np.arange(P)
 
-    def _pick(self, pool: NDArray[np.int64], share: float, used: set[int] | None = None,
-              ) -> NDArray[np.int64]:
+    def _pick(
+        self,
+        pool: NDArray[np.int64],
+        share: float,
+        used: set[int] | None = None,
+    ) -> NDArray[np.int64]:
         if share <= 0 or pool.size == 0:
             return np.zeros(0, dtype=np.int64)
         if used:
@@ -313,8 +325,14 @@ class World:
             for p in self._pick(cust, inj.wrong_area, used):
                 wrong = (int(self.true_area[p]) + 1) % self.A
                 self.m_archive_area[p] = wrong
-                add(p, {"kind": "wrong_area", "archive_area": self.area_ids[wrong],
-                        "true_area": self.area_ids[int(self.true_area[p])]})
+                add(
+                    p,
+                    {
+                        "kind": "wrong_area",
+                        "archive_area": self.area_ids[wrong],
+                        "true_area": self.area_ids[int(self.true_area[p])],
+                    },
+                )
         for p in self._pick(cust[self.has_pv[cust]], inj.pv_not_collected, used):
             self.bidir_archive[p] = False
             add(p, {"kind": "pv_export_not_collected"})
@@ -324,8 +342,15 @@ class World:
             self.ct_true[p] = self.ct_archive[p] = c1
             g = self._since()
             self.ct_change[int(p)] = (g, c1, c1 * 2)
-            add(p, {"kind": "multiplier_change", "since_g": g, "ct_archive": c1,
-                    "ct_true_after": c1 * 2})
+            add(
+                p,
+                {
+                    "kind": "multiplier_change",
+                    "since_g": g,
+                    "ct_archive": c1,
+                    "ct_true_after": c1 * 2,
+                },
+            )
         self.tariff_mismatch_since = np.full(P, NEVER)
         for p in self._pick(cust, inj.tariff_mismatch, used):
             g = self._since()
@@ -336,13 +361,13 @@ class World:
             true = self.ct_true[a]
             ct_wrong = float(rng.choice([k for k in (20.0, 30.0, 40.0, 60.0, 80.0) if k != true]))
             self.ct_archive[a] = ct_wrong
-            add(int(a), {"kind": "supply_ct_wrong", "ct_true": float(true),
-                         "ct_archive": ct_wrong})
+            add(int(a), {"kind": "supply_ct_wrong", "ct_true": float(true), "ct_archive": ct_wrong})
         # clock faults: meters that freeze by their own clock (DL/T 645-2007 and the meters
         # behind concentrators); Modbus and 1997 meters keep no daily freezes
-        clocked = np.array([p for p in range(P)
-                            if self.protocol[p] not in ("modbus", "dlt645-1997")],
-                           dtype=np.int64)
+        clocked = np.array(
+            [p for p in range(P) if self.protocol[p] not in ("modbus", "dlt645-1997")],
+            dtype=np.int64,
+        )
         self.clock: dict[int, list[ClockSegment]] = {}
         for p in self._pick(clocked, inj.clock_drift):
             rate = rng.uniform(*inj.clock_drift_s_per_day) * (1 if rng.random() < 0.5 else -1)
@@ -365,8 +390,9 @@ class World:
             self.m_base_tar[p] = np.array([*t4, quantise(tot - t4.sum())])
             add(p, {"kind": "rollover_start", "start_reading": self.m_base_fwd[p]})
         # exchanges (not on Modbus units, whose unit id the new meter would reuse)
-        exch_pool = np.array([p for p in cust if self.protocol[p] != "modbus"
-                              and int(p) not in used], dtype=np.int64)
+        exch_pool = np.array(
+            [p for p in cust if self.protocol[p] != "modbus" and int(p) not in used], dtype=np.int64
+        )
         self.exchanges: list[dict[str, Any]] = []
         self.removed_reporting: set[int] = set()
         for p in self._pick(exch_pool, inj.exchange, used):
@@ -405,8 +431,9 @@ class World:
             self.offline[int(p)] = (d0 * self.S, (d0 + n) * self.S)
         self.conc_offline: dict[int, tuple[int, int]] = {}
         if self.concentrators:
-            for c in self._pick(np.arange(len(self.concentrators), dtype=np.int64),
-                                inj.concentrator_offline):
+            for c in self._pick(
+                np.arange(len(self.concentrators), dtype=np.int64), inj.concentrator_offline
+            ):
                 lo, hi = inj.concentrator_offline_days
                 d0 = int(rng.integers(0, self.sc.days))
                 n = int(rng.integers(lo, hi + 1))
@@ -423,13 +450,17 @@ class World:
             self.spikes[int(p)] = {g: float(quantise(rng.uniform(20.0, 200.0)))}
         # relays (customer meters with a switch: DL/T 645 and MQTT)
         self.relays: dict[int, RelayState] = {}
-        relay_pts = np.array([p for p in cust if self.protocol[p] in ("dlt645-2007", "mqtt")],
-                             dtype=np.int64)  # 1997 has no remote control, Modbus maps no relay
+        relay_pts = np.array(
+            [p for p in cust if self.protocol[p] in ("dlt645-2007", "mqtt")], dtype=np.int64
+        )  # 1997 has no remote control, Modbus maps no relay
         for p in relay_pts:
             self.relays[int(p)] = RelayState()
         rel_used: set[int] = set()
-        for beh, share in (("ignore", inj.relay_ignore), ("late", inj.relay_late),
-                           ("stuck", inj.relay_stuck)):
+        for beh, share in (
+            ("ignore", inj.relay_ignore),
+            ("late", inj.relay_late),
+            ("stuck", inj.relay_stuck),
+        ):
             for p in self._pick(relay_pts, share, rel_used):
                 self.relays[int(p)].behaviour = beh
         for p in self._pick(relay_pts, inj.protected):
@@ -457,8 +488,9 @@ class World:
         lc = sc.load
         C = self.C
         if lc.source == "synthetic":
-            self.load_src: Any = shapes.SyntheticLoad(C, self.S, sc.seed, lc.daily_kwh_mean,
-                                                      lc.daily_kwh_spread)
+            self.load_src: Any = shapes.SyntheticLoad(
+                C, self.S, sc.seed, lc.daily_kwh_mean, lc.daily_kwh_spread
+            )
         elif lc.source == "ieee_eulv":
             self.load_src = shapes.IeeeEulvLoad(Path(lc.path), C, self.S, sc.seed)
         else:
@@ -466,14 +498,18 @@ class World:
         self.pv_points = np.flatnonzero(self.has_pv)
         kwp = self.kwp[self.pv_points]
         if lc.pv_source == "synthetic":
-            self.pv_src: Any = shapes.SyntheticPv(kwp, self.true_area[self.pv_points],
-                                                  self.S, sc.seed)
+            self.pv_src: Any = shapes.SyntheticPv(
+                kwp, self.true_area[self.pv_points], self.S, sc.seed
+            )
         else:
             self.pv_src = shapes.AusgridPv(Path(lc.pv_path), kwp, self.S, sc.seed)
         hours = (np.arange(self.S) + 0.5) * 24.0 / self.S
         self.night = (hours >= 22.0) | (hours < 6.0)
-        self.tou = np.repeat(np.array(lc.tou_hours, dtype=np.int8) - 1, self.S // 24) \
-            if self.S >= 24 else np.array(lc.tou_hours[:: 24 // self.S], dtype=np.int8) - 1
+        self.tou = (
+            np.repeat(np.array(lc.tou_hours, dtype=np.int8) - 1, self.S // 24)
+            if self.S >= 24
+            else np.array(lc.tou_hours[:: 24 // self.S], dtype=np.int8) - 1
+        )
         rates = self.rng.uniform(sc.loss.rate_min, sc.loss.rate_max, self.A)
         self.loss_rate_target = rates
         self.loss_fixed = np.zeros(self.A)
@@ -509,8 +545,9 @@ class World:
 
     def meter_time(self, p: int, t: float) -> datetime:
         """The meter's own local time (naive) at true epoch ``t``."""
-        return (datetime.fromtimestamp(t + self.clock_offset(p, t) + self.utc_offset_s, UTC)
-                .replace(tzinfo=None))
+        return datetime.fromtimestamp(t + self.clock_offset(p, t) + self.utc_offset_s, UTC).replace(
+            tzinfo=None
+        )
 
     def set_clock(self, p: int, t: float, to_local: datetime, *, max_step_s: float | None) -> bool:
         """Set a meter's clock at true ``t`` to the naive local ``to_local``.
@@ -534,8 +571,7 @@ class World:
         if segs:
             rate = segs[-1].rate if segs[-1].t <= t else 0.0
         segs[:] = [s for s in segs if s.t <= t] + [ClockSegment(t, new_offset, rate)]
-        self.commands.append({"kind": "time_set", "point": p, "at": self.iso(t),
-                              "step_s": step})
+        self.commands.append({"kind": "time_set", "point": p, "at": self.iso(t), "step_s": step})
         # future freezes depend on the clock: recompute the computed days after t
         self._invalidate_from(self.day_of(t))
         return True
@@ -621,8 +657,7 @@ class World:
             fs = self.sc.loss.fixed_share
             self.loss_fixed = rate * fs * mean_flow
             sq = (flow**2).mean(axis=1)
-            self.loss_k = np.where(sq > 0, rate * (1 - fs) * mean_flow / np.maximum(sq, 1e-12),
-                                   0.0)
+            self.loss_k = np.where(sq > 0, rate * (1 - fs) * mean_flow / np.maximum(sq, 1e-12), 0.0)
             self._calibrated = True
         loss = (self.loss_fixed[:, None] + self.loss_k[:, None] * flow**2) * up
         supply = flow + loss
@@ -657,9 +692,11 @@ class World:
         tar_sums = np.zeros((P, 4))
         for k in range(4):
             tar_sums[:, k] = np.where(tar_idx == k, inc[:, 0, :], np.float32(0.0)).sum(
-                axis=1, dtype=np.float64)
-        start = np.column_stack([self._E_fwd, self._E_tar, self._E_rev, self._Ephys_imp,
-                                 self._Ephys_exp])
+                axis=1, dtype=np.float64
+            )
+        start = np.column_stack(
+            [self._E_fwd, self._E_tar, self._E_rev, self._Ephys_imp, self._Ephys_exp]
+        )
         self._E_fwd = self._E_fwd + sums[:, 0]
         self._E_rev = self._E_rev + sums[:, 1]
         self._E_tar = self._E_tar + tar_sums
@@ -681,23 +718,32 @@ class World:
         totals["supply_import_kwh"] = imp[:A].sum(axis=1)
         totals["supply_backfeed_kwh"] = exp[:A].sum(axis=1)
         totals["customer_import_kwh"] = np.asarray(
-            np.bincount(ta, imp[cust].sum(axis=1), minlength=A), dtype=np.float64)
+            np.bincount(ta, imp[cust].sum(axis=1), minlength=A), dtype=np.float64
+        )
         totals["customer_export_kwh"] = np.asarray(
-            np.bincount(ta, exp[cust].sum(axis=1), minlength=A), dtype=np.float64)
+            np.bincount(ta, exp[cust].sum(axis=1), minlength=A), dtype=np.float64
+        )
         totals["technical_loss_kwh"] = loss.sum(axis=1)
         totals["theft_kwh"] = np.asarray(
-            np.bincount(ta, theft[cust].sum(axis=1), minlength=A), dtype=np.float64)
+            np.bincount(ta, theft[cust].sum(axis=1), minlength=A), dtype=np.float64
+        )
         totals["outage_slots"] = (up == 0).sum(axis=1).astype(np.float64)
         self.point_days[d] = np.stack([imp.sum(axis=1), exp.sum(axis=1), theft.sum(axis=1)])
         return Day(d, start, inc, tar_idx, missing, totals)
 
     def _state(self) -> tuple[F64, ...]:
-        return (self._E_fwd.copy(), self._E_rev.copy(), self._E_tar.copy(),
-                self._Ephys_imp.copy(), self._Ephys_exp.copy())
+        return (
+            self._E_fwd.copy(),
+            self._E_rev.copy(),
+            self._E_tar.copy(),
+            self._Ephys_imp.copy(),
+            self._Ephys_exp.copy(),
+        )
 
     def _restore(self, st: tuple[F64, ...]) -> None:
         self._E_fwd, self._E_rev, self._E_tar, self._Ephys_imp, self._Ephys_exp = (
-            x.copy() for x in st)
+            x.copy() for x in st
+        )
 
     def _invalidate_from(self, d: int) -> None:
         """Recompute days ``d`` onwards that are already computed (after a live change)."""
@@ -736,19 +782,28 @@ class World:
             t = base_t + rng.uniform(0.0, self.sc.manual_read_jitter_min * 60.0)
             if not self.meter_installed(m, t) or self.day_of(t) not in self.days:
                 continue
-            true = float(shown(self.m_base6[m] - self.m_adj[m]
-                               + self._point_cum_at(np.array([p]), np.array([t]))[0])[0])
+            true = float(
+                shown(
+                    self.m_base6[m]
+                    - self.m_adj[m]
+                    + self._point_cum_at(np.array([p]), np.array([t]))[0]
+                )[0]
+            )
             kind = self.manual_kind.get((p, d), "actual")
             value: float | None = true
             if kind == "skipped":
                 value = None
             elif kind == "estimated":
-                prev = [r for (mm_, dd), r in self.manual_reads.items()
-                        if mm_ == m and dd < d and r["value"] is not None]
+                prev = [
+                    r
+                    for (mm_, dd), r in self.manual_reads.items()
+                    if mm_ == m and dd < d and r["value"] is not None
+                ]
                 last = max(prev, key=lambda r: r["day"]) if prev else None
                 avg = round(float(rng.uniform(4.0, 10.0)), 0)
-                value = (last["value"] if last else true) + avg * (d - (last["day"] if last
-                                                                        else d - 1))
+                value = (last["value"] if last else true) + avg * (
+                    d - (last["day"] if last else d - 1)
+                )
                 value = float(quantise(value))
             elif kind == "mistyped":
                 digits = f"{true:09.2f}"
@@ -759,9 +814,15 @@ class World:
                     value = float("".join(chars))
                 else:
                     value = float(quantise(true * 10.0 % ROLLOVER))
-            self.manual_reads[(m, d)] = {"meter": self.m_number[m], "day": d, "t": t,
-                                         "ts": self.iso(t), "kind": kind, "true_value": true,
-                                         "value": value}
+            self.manual_reads[(m, d)] = {
+                "meter": self.m_number[m],
+                "day": d,
+                "t": t,
+                "ts": self.iso(t),
+                "kind": kind,
+                "true_value": true,
+                "value": value,
+            }
 
     def ensure_day(self, d: int) -> None:
         """Compute days up to and including ``d + 1`` (the look-ahead holds the next freeze)."""
@@ -820,8 +881,9 @@ class World:
         upto = np.arange(S)[None, :] < s[:, None]
         for k in range(4):
             mk = tar == k
-            out[:, 1 + k] += (np.where(mk & upto, fwd, 0.0).sum(axis=1)
-                              + frac * np.where(mk[idx, s], fwd[idx, s], 0.0))
+            out[:, 1 + k] += np.where(mk & upto, fwd, 0.0).sum(axis=1) + frac * np.where(
+                mk[idx, s], fwd[idx, s], 0.0
+            )
         return out
 
     @staticmethod
@@ -875,8 +937,11 @@ class World:
 
     def _install_bounds(self) -> tuple[F64, F64]:
         lo = np.where(self.m_install_a < 0, -np.inf, self.t0 + self.m_install_a * self.slot_s)
-        hi = np.where(self.m_remove_a >= NEVER, np.inf,
-                      self.t0 + np.minimum(self.m_remove_a, 2**40) * float(self.slot_s))
+        hi = np.where(
+            self.m_remove_a >= NEVER,
+            np.inf,
+            self.t0 + np.minimum(self.m_remove_a, 2**40) * float(self.slot_s),
+        )
         return lo, hi
 
     def meter_installed(self, m: int, t: float) -> bool:
@@ -898,8 +963,9 @@ class World:
         if lo >= 0:
             t = max(t, self.g_time(lo))
         p = self.m_point[m]
-        out: F64 = self.m_base6[m] - self.m_adj[m] + self._point_cum_at(
-            np.array([p]), np.array([t]))[0]
+        out: F64 = (
+            self.m_base6[m] - self.m_adj[m] + self._point_cum_at(np.array([p]), np.array([t]))[0]
+        )
         return out
 
     def registers(self, m: int, t: float) -> F64:
@@ -983,10 +1049,13 @@ class World:
         cur = abs(kw) * 1000.0 / (v * pf) if v > 0 else 0.0
         if self.is_supply[p]:
             cur /= 3.0
-        return {"voltage_a_v": v, "current_a_a": float(np.round(cur, 3)),
-                "active_power_total_kw": float(np.round(kw, 4)),
-                "power_factor_total": pf,
-                "frequency_hz": float(np.round(50.0 + rng.normal(0, 0.02), 2))}
+        return {
+            "voltage_a_v": v,
+            "current_a_a": float(np.round(cur, 3)),
+            "active_power_total_kw": float(np.round(kw, 4)),
+            "power_factor_total": pf,
+            "frequency_hz": float(np.round(50.0 + rng.normal(0, 0.02), 2)),
+        }
 
     def outage_at(self, p: int, t: float) -> bool:
         """True when point ``p``'s area is in an outage at ``t``."""
@@ -1019,8 +1088,15 @@ class World:
         r = self.relays.get(p)
         if r is None:
             return "no_relay"
-        self.commands.append({"kind": action, "point": p, "meter": self.m_number[m],
-                              "at": self.iso(t), "behaviour": r.behaviour})
+        self.commands.append(
+            {
+                "kind": action,
+                "point": p,
+                "meter": self.m_number[m],
+                "at": self.iso(t),
+                "behaviour": r.behaviour,
+            }
+        )
         if action == "protect":
             r.protected = True
             return "accepted"
@@ -1101,13 +1177,31 @@ class World:
         for day in self.days.values():
             total += day.start.nbytes + day.inc.nbytes + day.tariff.nbytes + day.missing.nbytes
         for fz in self.freezes.values():
-            total += (fz.values.nbytes + fz.exact.nbytes + fz.instant.nbytes + fz.label.nbytes
-                      + fz.valid.nbytes)
+            total += (
+                fz.values.nbytes
+                + fz.exact.nbytes
+                + fz.instant.nbytes
+                + fz.label.nbytes
+                + fz.valid.nbytes
+            )
         for st in self._day_start_state.values():
             total += sum(x.nbytes for x in st)
-        for arr in (self._base6, self.m_adj, self.eps0, self.eps_class, self.eps_since,
-                    self.eps_rate, self.theft_frac, self.theft_since, self.stopped_since,
-                    self.reversed_since, self.tariff_mismatch_since, self.ct_true,
-                    self.ct_archive, self.true_area, self.kwp):
+        for arr in (
+            self._base6,
+            self.m_adj,
+            self.eps0,
+            self.eps_class,
+            self.eps_since,
+            self.eps_rate,
+            self.theft_frac,
+            self.theft_since,
+            self.stopped_since,
+            self.reversed_since,
+            self.tariff_mismatch_since,
+            self.ct_true,
+            self.ct_archive,
+            self.true_area,
+            self.kwp,
+        ):
             total += arr.nbytes
         return total

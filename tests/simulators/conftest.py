@@ -33,8 +33,7 @@ def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "max_queued_messages 0\nuser root\n"
     )
     log = (folder / "mosquitto.log").open("w")
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=log)
+    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.time() + 10
     while time.time() < deadline:
         try:

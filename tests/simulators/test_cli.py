@@ -36,8 +36,20 @@ def test_simulate_runs_its_days_and_writes_truth(tmp_path: Path) -> None:
     sc = tmp_path / "sc.toml"
     sc.write_text(SCENARIO)
     truth, fleet = tmp_path / "truth.json", tmp_path / "fleet.toml"
-    proc = subprocess.run([*_meterhub(), "simulate", "--scenario", str(sc), "--truth",
-                           str(truth), "--fleet", str(fleet)], capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [
+            *_meterhub(),
+            "simulate",
+            "--scenario",
+            str(sc),
+            "--truth",
+            str(truth),
+            "--fleet",
+            str(fleet),
+        ],
+        capture_output=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     doc = json.loads(truth.read_text())
     assert doc["schema"] == "meterhub-sim-truth/1" and doc["days"] == 2
@@ -50,9 +62,21 @@ def test_simulate_forever_stops_on_sigterm(tmp_path: Path) -> None:
     sc = tmp_path / "sc.toml"
     sc.write_text(SCENARIO.replace("speed = 172800.0", "speed = 3600.0"))
     truth, fleet = tmp_path / "truth.json", tmp_path / "fleet.toml"
-    proc = subprocess.Popen([*_meterhub(), "simulate", "--scenario", str(sc), "--truth",
-                             str(truth), "--fleet", str(fleet), "--forever"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            *_meterhub(),
+            "simulate",
+            "--scenario",
+            str(sc),
+            "--truth",
+            str(truth),
+            "--fleet",
+            str(fleet),
+            "--forever",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(300):
             if fleet.exists():
@@ -73,11 +97,13 @@ def test_simulate_forever_stops_on_sigterm(tmp_path: Path) -> None:
 def test_simulate_exit_code_2_names_the_key(tmp_path: Path) -> None:
     sc = tmp_path / "sc.toml"
     sc.write_text(SCENARIO + "colour = 'red'\n")
-    proc = subprocess.run([*_meterhub(), "simulate", "--scenario", str(sc)],
-                          capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [*_meterhub(), "simulate", "--scenario", str(sc)], capture_output=True, timeout=60
+    )
     assert proc.returncode == 2
     assert json.loads(proc.stderr.decode().strip().splitlines()[-1])["error"]["key"] == (
-        "injections.colour")
+        "injections.colour"
+    )
 
 
 def test_fleet_file_is_a_valid_archive(tmp_path: Path) -> None:
@@ -85,11 +111,13 @@ def test_fleet_file_is_a_valid_archive(tmp_path: Path) -> None:
     from collector.archive import parse_archive
 
     sc = tmp_path / "sc.toml"
-    sc.write_text(SCENARIO.replace("theft = 0.2", "theft = 0.2\nexchange = 0.3\n"
-                                   "wrong_area = 0.2"))
+    sc.write_text(SCENARIO.replace("theft = 0.2", "theft = 0.2\nexchange = 0.3\nwrong_area = 0.2"))
     fleet = tmp_path / "fleet.toml"
-    proc = subprocess.run([*_meterhub(), "simulate", "--scenario", str(sc), "--fleet",
-                           str(fleet)], capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [*_meterhub(), "simulate", "--scenario", str(sc), "--fleet", str(fleet)],
+        capture_output=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     archive = parse_archive(fleet.read_bytes(), name="fleet", site_timezone="Asia/Shanghai")
     removed = [m for m in archive.meter if m.removed is not None]

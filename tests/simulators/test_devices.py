@@ -95,9 +95,15 @@ async def test_dlt645_reads_freezes_and_relay(tmp_path: Path) -> None:
         gw = f.dlt645[0]
         assert urls[gw.id] == gw.url
         t = clock.now().timestamp()
-        addr, m = meter_of(gw, lambda m: not w.silent(m, t) and w.m_point[m] in w.relays
-                           and w.relays[w.m_point[m]].behaviour == "normal"
-                           and not w.relays[w.m_point[m]].protected)
+        addr, m = meter_of(
+            gw,
+            lambda m: (
+                not w.silent(m, t)
+                and w.m_point[m] in w.relays
+                and w.relays[w.m_point[m]].behaviour == "normal"
+                and not w.relays[w.m_point[m]].protected
+            ),
+        )
         reply = await dlt645(gw.port, ReadRequest(addr, 0x0001FF00))
         assert isinstance(reply, ReadResponse)
         values = [v.value for v in reply.values()[0]]
@@ -126,27 +132,40 @@ async def test_dlt645_reads_freezes_and_relay(tmp_path: Path) -> None:
                 break
         # a protected (保电) meter refuses a trip
         for g in f.dlt645:
-            prot = [(a, mm) for a, mm in g.bus.by_address.items()
-                    if w.m_point[mm] in w.relays and w.relays[w.m_point[mm]].protected
-                    and not w.silent(mm, clock.now().timestamp())]
+            prot = [
+                (a, mm)
+                for a, mm in g.bus.by_address.items()
+                if w.m_point[mm] in w.relays
+                and w.relays[w.m_point[mm]].protected
+                and not w.silent(mm, clock.now().timestamp())
+            ]
             if prot:
-                reply = await dlt645(g.port, RemoteControlRequest(
-                    prot[0][0], RemoteCommand.TRIP, deadline.strftime("%Y-%m-%d %H:%M:%S")))
+                reply = await dlt645(
+                    g.port,
+                    RemoteControlRequest(
+                        prot[0][0], RemoteCommand.TRIP, deadline.strftime("%Y-%m-%d %H:%M:%S")
+                    ),
+                )
                 assert isinstance(reply, AbnormalResponse)
                 break
 
 
 async def test_stopped_meter_reports_no_energy_over_dlt645() -> None:
-    sc = scenario(injections={"stopped": 0.3, "missing_slots": 0.0, "offline": 0.0},
-                  devices=NO_MQTT)
+    sc = scenario(
+        injections={"stopped": 0.3, "missing_slots": 0.0, "offline": 0.0}, devices=NO_MQTT
+    )
     clock = ManualClock(datetime.now(UTC))
     async with Fleet(sc, clock=clock, keep_days=10) as f:
         w = f.world
-        stopped = {p: int(fl[0]["since_g"]) for p, fl in w.faults.items()
-                   if fl[0]["kind"] == "stopped"}
+        stopped = {
+            p: int(fl[0]["since_g"]) for p, fl in w.faults.items() if fl[0]["kind"] == "stopped"
+        }
         for gw in f.dlt645:
-            hits = [(a, m) for a, m in gw.bus.by_address.items() if w.m_point[m] in stopped
-                    and w.m_install[m] < 0 and w.m_remove[m] > 10**9]
+            hits = [
+                (a, m)
+                for a, m in gw.bus.by_address.items()
+                if w.m_point[m] in stopped and w.m_install[m] < 0 and w.m_remove[m] > 10**9
+            ]
             if hits:
                 break
         addr, m = hits[0]
@@ -173,12 +192,14 @@ async def test_modbus_meter_over_tcp() -> None:
         assert await client.connect()
         try:
             unit, m = next(iter(sorted(mb.units.items())))
-            reader = (client.read_input_registers if entry.table.function
-                      is FunctionCode.READ_INPUT_REGISTERS else client.read_holding_registers)
+            reader = (
+                client.read_input_registers
+                if entry.table.function is FunctionCode.READ_INPUT_REGISTERS
+                else client.read_holding_registers
+            )
             rr = await reader(entry.address, count=entry.count, device_id=unit)
             assert not rr.isError()
-            values = decode_registers(regmap, rr.registers, start=entry.address,
-                                      table=entry.table)
+            values = decode_registers(regmap, rr.registers, start=entry.address, table=entry.table)
             got = {v.quantity: v.value for v in values}["forward_active_total_kwh"]
             expected = w.registers(m, clock.now().timestamp())[0]
             assert got == pytest.approx(expected, rel=1e-6)
@@ -191,8 +212,9 @@ class Collector:
 
     def __init__(self, url: str) -> None:
         host, port = url.removeprefix("mqtt://").split(":")
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-collector",
-                                  protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="test-collector", protocol=mqtt.MQTTv5
+        )
         self.messages: list[tuple[str, Any]] = []
         self.client.on_message = self._on_message
         self.client.connect(host, int(port))
@@ -237,15 +259,23 @@ async def test_mqtt_concentrator_readings_receipts_and_relay(broker_url: str) ->
             conc.read_slot(g)
             batches = await col.wait_for(lambda m: isinstance(m, ReadingsBatch))
             batch = batches[0]
-            fwd = {r.meter: r.value for r in batch.readings
-                   if r.quantity == "forward_active_total_kwh"}
+            fwd = {
+                r.meter: r.value for r in batch.readings if r.quantity == "forward_active_total_kwh"
+            }
             assert len(fwd) == len(conc.meters)  # a clean scenario: every meter reported
             for num, value in fwd.items():
                 m = w.m_number.index(num)
                 assert value == pytest.approx(w.registers(m, w.g_time(g))[0], abs=1e-9)
             assert conc.buffer
-            col.send(conc.id, Receipt(kind=BatchKind.READINGS, batch=batch.batch, seq=batch.seq,
-                                      result=ReceiptResult.COMMITTED))
+            col.send(
+                conc.id,
+                Receipt(
+                    kind=BatchKind.READINGS,
+                    batch=batch.batch,
+                    seq=batch.seq,
+                    result=ReceiptResult.COMMITTED,
+                ),
+            )
             for _ in range(100):
                 if not any(k[1] == batch.batch for k in conc.buffer):
                     break
@@ -254,10 +284,17 @@ async def test_mqtt_concentrator_readings_receipts_and_relay(broker_url: str) ->
             # a relay command comes back as an ack with the relay read back
             num = next(w.m_number[int(m)] for m in conc.meters if w.m_point[int(m)] in w.relays)
             now = clock.now()
-            col.send(conc.id, RelayCommand(command="cmd-1", meter=num, action=RelayAction.TRIP,
-                                           issued=now, deadline=now + timedelta(hours=1)))
-            acks = await col.wait_for(lambda m: isinstance(m, CommandAck)
-                                      and m.command == "cmd-1")
+            col.send(
+                conc.id,
+                RelayCommand(
+                    command="cmd-1",
+                    meter=num,
+                    action=RelayAction.TRIP,
+                    issued=now,
+                    deadline=now + timedelta(hours=1),
+                ),
+            )
+            acks = await col.wait_for(lambda m: isinstance(m, CommandAck) and m.command == "cmd-1")
             assert acks[0].result == "done" and acks[0].relay == "open"
             assert decode_status_word_3(acks[0].status_word_3).relay_open
     finally:
@@ -272,9 +309,13 @@ async def test_concentrator_buffers_while_broker_is_down(tmp_path: Path) -> None
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n")
 
     async def start_broker() -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(MOSQUITTO, "-c", str(conf),
-                                                    stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.DEVNULL)
+        proc = await asyncio.create_subprocess_exec(
+            MOSQUITTO,
+            "-c",
+            str(conf),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         for _ in range(100):
             try:
                 _r, wr = await asyncio.open_connection("127.0.0.1", port)
@@ -327,8 +368,11 @@ async def test_dlt645_1997_meters() -> None:
         t = clock.now().timestamp()
         found = False
         for gw in f.dlt645:
-            old = [(a, m) for a, m in gw.bus.by_address.items()
-                   if w.protocol[w.m_point[m]] == "dlt645-1997"]
+            old = [
+                (a, m)
+                for a, m in gw.bus.by_address.items()
+                if w.protocol[w.m_point[m]] == "dlt645-1997"
+            ]
             if not old:
                 continue
             addr, m = old[0]

@@ -38,9 +38,17 @@ def _since(w: World, p: int, kind: str) -> int:
 
 
 async def test_clock_and_register_faults_over_dlt645() -> None:
-    sc = scenario(devices=NO_MQTT, injections={"missing_slots": 0.0, "offline": 0.0,
-                                               "clock_drift": 0.4, "clock_reset": 0.2,
-                                               "tariff_mismatch": 0.3, "exchange": 0.0})
+    sc = scenario(
+        devices=NO_MQTT,
+        injections={
+            "missing_slots": 0.0,
+            "offline": 0.0,
+            "clock_drift": 0.4,
+            "clock_reset": 0.2,
+            "tariff_mismatch": 0.3,
+            "exchange": 0.0,
+        },
+    )
     clock = ManualClock(datetime.now(UTC))
     async with Fleet(sc, clock=clock, keep_days=10) as f:
         w = f.world
@@ -64,7 +72,8 @@ async def test_clock_and_register_faults_over_dlt645() -> None:
                     assert label.startswith("2000-01-")
                     seen["reset"] += 1
             elif meter_time != datetime.fromtimestamp(end, UTC).astimezone(w.zone).strftime(
-                    "%H:%M:%S"):
+                "%H:%M:%S"
+            ):
                 seen["drift"] += 1
         for p in _faulty(w, "total_vs_tariffs"):
             if p not in where or _since(w, p, "total_vs_tariffs") > (sc.days - 1) * w.S:
@@ -84,9 +93,17 @@ async def test_dtu_registers_and_answers_on_a_collector_listener() -> None:
 
     server = await asyncio.start_server(on_dtu, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    sc = scenario(faults=False, devices={
-        **NO_MQTT, "gateway_listen_share": 1.0, "modbus_share": 0.0, "manual_share": 0.0,
-        "dtu_connect_to": f"tcp://127.0.0.1:{port}", "heartbeat_s": 0.2})
+    sc = scenario(
+        faults=False,
+        devices={
+            **NO_MQTT,
+            "gateway_listen_share": 1.0,
+            "modbus_share": 0.0,
+            "manual_share": 0.0,
+            "dtu_connect_to": f"tcp://127.0.0.1:{port}",
+            "heartbeat_s": 0.2,
+        },
+    )
     clock = ManualClock(datetime.now(UTC))
     try:
         async with Fleet(sc, clock=clock) as f:
@@ -111,7 +128,8 @@ async def test_dtu_registers_and_answers_on_a_collector_listener() -> None:
                 frame = dec.next_frame()
             reply, _ = decode_message(frame)  # type: ignore[arg-type]
             assert reply.values()[0][0].value == pytest.approx(
-                w.registers(m, clock.now().timestamp())[0])
+                w.registers(m, clock.now().timestamp())[0]
+            )
             fleet_doc = f.fleet_document()
             assert all("url" not in g and g["mode"] == "listen" for g in fleet_doc["gateway"])
             writer.close()
@@ -124,11 +142,22 @@ async def test_dtu_registers_and_answers_on_a_collector_listener() -> None:
 
 
 async def test_concentrator_reports_freezes_and_outages(broker_url: str) -> None:
-    sc = scenario(mqtt={"url": broker_url},
-                  devices={"mqtt_share": 1.0, "dlt645_share": 0.0, "modbus_share": 0.0,
-                           "manual_share": 0.0, "meters_per_concentrator": 100},
-                  injections={"outage": 1.0, "concentrator_offline": 0.0, "offline": 0.0,
-                              "missing_slots": 0.0})
+    sc = scenario(
+        mqtt={"url": broker_url},
+        devices={
+            "mqtt_share": 1.0,
+            "dlt645_share": 0.0,
+            "modbus_share": 0.0,
+            "manual_share": 0.0,
+            "meters_per_concentrator": 100,
+        },
+        injections={
+            "outage": 1.0,
+            "concentrator_offline": 0.0,
+            "offline": 0.0,
+            "missing_slots": 0.0,
+        },
+    )
     clock = ManualClock(datetime.now(UTC))
     col = Collector(broker_url)
     try:
@@ -140,10 +169,20 @@ async def test_concentrator_reports_freezes_and_outages(broker_url: str) -> None
             g = 2 * w.S
             clock.set(datetime.fromtimestamp(w.g_time(g) + 300, UTC))
             conc.read_slot(g)
-            batches = await col.wait_for(lambda m: isinstance(m, ReadingsBatch) and any(
-                r.quantity == "daily_frozen_forward_active_total_kwh" for r in m.readings))
-            frozen = {(r.meter, r.ts): r.value for b in batches for r in b.readings
-                      if r.quantity == "daily_frozen_forward_active_total_kwh"}
+            batches = await col.wait_for(
+                lambda m: (
+                    isinstance(m, ReadingsBatch)
+                    and any(
+                        r.quantity == "daily_frozen_forward_active_total_kwh" for r in m.readings
+                    )
+                )
+            )
+            frozen = {
+                (r.meter, r.ts): r.value
+                for b in batches
+                for r in b.readings
+                if r.quantity == "daily_frozen_forward_active_total_kwh"
+            }
             for b in (1, 2):  # today's freeze and yesterday's, re-read
                 fz = w.freezes[b]
                 for m in conc.meters[:10]:
@@ -169,12 +208,16 @@ def test_real_load_shapes(shared_data: object) -> None:
     from pathlib import Path
 
     base = Path(str(shared_data))
-    for load in ({"source": "ieee_eulv", "path": str(base / "ieee_eulv" /
-                                                       "Daily_1min_100profiles")},
-                 {"source": "sgsc", "path": str(base / "sgsc_50"),
-                  "pv_source": "ausgrid",
-                  "pv_path": str(base / "ausgrid_pv_customer12" / "data_2011-2012.csv"),
-                  "pv_share": 0.3}):
+    for load in (
+        {"source": "ieee_eulv", "path": str(base / "ieee_eulv" / "Daily_1min_100profiles")},
+        {
+            "source": "sgsc",
+            "path": str(base / "sgsc_50"),
+            "pv_source": "ausgrid",
+            "pv_path": str(base / "ausgrid_pv_customer12" / "data_2011-2012.csv"),
+            "pv_share": 0.3,
+        },
+    ):
         w = World(scenario(faults=False, load=load, days=2), keep_days=5)
         w.ensure_day(2)
         for d in range(2):
@@ -182,8 +225,12 @@ def test_real_load_shapes(shared_data: object) -> None:
             per_customer = T["customer_import_kwh"].sum() / w.C
             assert 1.0 < per_customer < 40.0
             left = T["supply_import_kwh"] + T["customer_export_kwh"]
-            right = (T["customer_import_kwh"] + T["supply_backfeed_kwh"]
-                     + T["technical_loss_kwh"] + T["theft_kwh"])
+            right = (
+                T["customer_import_kwh"]
+                + T["supply_backfeed_kwh"]
+                + T["technical_loss_kwh"]
+                + T["theft_kwh"]
+            )
             assert abs(left - right).max() < 1e-6
         if load.get("pv_source") == "ausgrid":
             assert sum(w.area_days[d]["customer_export_kwh"].sum() for d in range(2)) > 0
@@ -212,16 +259,19 @@ async def test_reading_book_has_the_manual_reads(tmp_path: Path) -> None:
 
 
 async def test_time_set_over_dlt645() -> None:
-    sc = scenario(devices=NO_MQTT, injections={"missing_slots": 0.0, "offline": 0.0,
-                                               "clock_drift": 0.5, "clock_reset": 0.0})
+    sc = scenario(
+        devices=NO_MQTT,
+        injections={"missing_slots": 0.0, "offline": 0.0, "clock_drift": 0.5, "clock_reset": 0.0},
+    )
     clock = ManualClock(datetime.now(UTC))
     async with Fleet(sc, clock=clock, keep_days=10) as f:
         w = f.world
         now = w.t0 + 3.5 * 86400
         clock.set(datetime.fromtimestamp(now, UTC))
         where = {m: gw for gw in f.dlt645 for m in gw.bus.by_address.values()}
-        drifted = [p for p in _faulty(w, "clock_drift") if p in where
-                   and abs(w.clock_offset(p, now)) > 1.0]
+        drifted = [
+            p for p in _faulty(w, "clock_drift") if p in where and abs(w.clock_offset(p, now)) > 1.0
+        ]
         assert drifted
         p = drifted[0]
         gw, addr = where[p], w.m_number[p]

@@ -18,8 +18,13 @@ from simulators.runner import Fleet
 from .helpers import ManualClock, scenario
 from .test_devices import NO_MQTT, dlt645
 
-RELAYS = {"relay_ignore": 0.2, "relay_late": 0.2, "relay_stuck": 0.2, "protected": 0.2,
-          "relay_late_s": 600.0}
+RELAYS = {
+    "relay_ignore": 0.2,
+    "relay_late": 0.2,
+    "relay_stuck": 0.2,
+    "protected": 0.2,
+    "relay_late_s": 600.0,
+}
 
 
 async def _status(port: int, addr: str) -> object:
@@ -29,8 +34,11 @@ async def _status(port: int, addr: str) -> object:
 
 
 async def test_relay_behaviours() -> None:
-    sc = scenario(faults=False, devices={**NO_MQTT, "modbus_share": 0.0, "manual_share": 0.0},
-                  injections=RELAYS)
+    sc = scenario(
+        faults=False,
+        devices={**NO_MQTT, "modbus_share": 0.0, "manual_share": 0.0},
+        injections=RELAYS,
+    )
     clock = ManualClock(datetime.now(UTC))
     async with Fleet(sc, clock=clock, keep_days=10) as f:
         w = f.world
@@ -44,8 +52,7 @@ async def test_relay_behaviours() -> None:
             if kind in seen or p not in where:
                 continue
             gw, addr = where[p], w.m_number[p]
-            reply = await dlt645(gw.port, RemoteControlRequest(addr, RemoteCommand.TRIP,
-                                                               deadline))
+            reply = await dlt645(gw.port, RemoteControlRequest(addr, RemoteCommand.TRIP, deadline))
             status = await _status(gw.port, addr)
             if kind == "protected":
                 assert isinstance(reply, AbnormalResponse)
@@ -67,11 +74,21 @@ async def test_relay_behaviours() -> None:
             seen[kind] = status
         assert set(seen) == {"normal", "late", "stuck", "ignore", "protected"}
         # close-allowed: the relay closes only when the customer presses the button
-        p = next(p for p, r in w.relays.items() if r.behaviour == "normal" and p in where
-                 and not r.protected and not w.relay_status(p, t0.timestamp())[0])
+        p = next(
+            p
+            for p, r in w.relays.items()
+            if r.behaviour == "normal"
+            and p in where
+            and not r.protected
+            and not w.relay_status(p, t0.timestamp())[0]
+        )
         gw, addr = where[p], w.m_number[p]
-        assert isinstance(await dlt645(gw.port, RemoteControlRequest(
-            addr, RemoteCommand.CLOSE_ALLOWED, deadline)), Ack)
+        assert isinstance(
+            await dlt645(
+                gw.port, RemoteControlRequest(addr, RemoteCommand.CLOSE_ALLOWED, deadline)
+            ),
+            Ack,
+        )
         status = await _status(gw.port, addr)
         assert status.relay_open and not status.relay_trip_commanded  # type: ignore[attr-defined]
         clock.set(t0 + timedelta(hours=1))

@@ -16,27 +16,39 @@ def test_defaults_are_documented_values() -> None:
     assert sc.injections.theft == 0.0
     assert sc.load.source == "synthetic"
     readme = (Path(__file__).resolve().parents[2] / "simulators" / "README.md").read_text()
-    for key in ("meters_per_area", "dlt645_share", "theft_fraction", "missing_slots",
-                "pv_source", "reread_days", "relay_stuck", "manual_read_time"):
+    for key in (
+        "meters_per_area",
+        "dlt645_share",
+        "theft_fraction",
+        "missing_slots",
+        "pv_source",
+        "reread_days",
+        "relay_stuck",
+        "manual_read_time",
+    ):
         assert f"`{key}`" in readme, key
 
 
-@pytest.mark.parametrize(("data", "key"), [
-    ({"version": 1, "aeras": 3}, "aeras"),
-    ({"version": 1, "injections": {"theftt": 0.1}}, "injections.theftt"),
-    ({"version": 1, "devices": {"baud": -1}}, "devices.baud"),
-    ({"version": 2}, "version"),
-    ({"areas": 2}, "version"),
-    ({"version": 1, "load": {"source": "sgsc"}}, "load"),
-])
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"version": 1, "aeras": 3}, "aeras"),
+        ({"version": 1, "injections": {"theftt": 0.1}}, "injections.theftt"),
+        ({"version": 1, "devices": {"baud": -1}}, "devices.baud"),
+        ({"version": 2}, "version"),
+        ({"areas": 2}, "version"),
+        ({"version": 1, "load": {"source": "sgsc"}}, "load"),
+    ],
+)
 def test_bad_keys_are_named(data: dict[str, object], key: str) -> None:
     with pytest.raises(ScenarioError) as info:
         parse_scenario(data)
     assert info.value.key == key
 
 
-def test_simulate_exits_2_on_unknown_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                         ) -> None:
+def test_simulate_exits_2_on_unknown_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("version = 1\n[injections]\nthieves = 0.2\n")
     assert simulate_command(path, None, None, False) == 2
@@ -52,5 +64,6 @@ def test_shipped_scenarios_parse() -> None:
     for path in folder.glob("*.toml"):
         sc = load_scenario(path)
         assert sc.version == 1
-    assert load_scenario(folder / "clean.toml").injections == parse_scenario(
-        {"version": 1}).injections
+    assert (
+        load_scenario(folder / "clean.toml").injections == parse_scenario({"version": 1}).injections
+    )

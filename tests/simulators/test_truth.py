@@ -13,8 +13,16 @@ from simulators.world import ROLLOVER, World
 from .helpers import scenario
 
 # faults that do not change how a meter turns the energy through it into register increments
-SAME_GAIN = {"clock_drift", "clock_reset", "rollover_start", "supply_ct_wrong", "wrong_area",
-             "pv_export_not_collected", "total_vs_tariffs", "theft"}
+SAME_GAIN = {
+    "clock_drift",
+    "clock_reset",
+    "rollover_start",
+    "supply_ct_wrong",
+    "wrong_area",
+    "pv_export_not_collected",
+    "total_vs_tariffs",
+    "theft",
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +43,12 @@ def test_area_balance_to_the_watt_hour(truth: dict) -> None:
         for day in area["days"]:
             ph = day["physical"]
             left = ph["transformer_import_kwh"] + ph["customer_export_kwh"]
-            right = (ph["customer_import_kwh"] + ph["transformer_backfeed_kwh"]
-                     + ph["technical_loss_kwh"] + ph["theft_kwh"])
+            right = (
+                ph["customer_import_kwh"]
+                + ph["transformer_backfeed_kwh"]
+                + ph["technical_loss_kwh"]
+                + ph["theft_kwh"]
+            )
             assert abs(left - right) < 0.001
             assert ph["supply_kwh"] == pytest.approx(left, abs=1e-5)
 
@@ -105,7 +117,7 @@ def test_fast_and_slow_meters_register_their_error(world: World) -> None:
             if d >= w.sc.days:
                 continue
             f0, f1 = w.freezes[d], w.freezes[d + 1]
-            phys = (w.physical_cum(p, f1.instant[p])[0] - w.physical_cum(p, f0.instant[p])[0])
+            phys = w.physical_cum(p, f1.instant[p])[0] - w.physical_cum(p, f0.instant[p])[0]
             if phys < 1.0:
                 continue
             reg = f1.exact[p, 0] - f0.exact[p, 0]
@@ -115,9 +127,22 @@ def test_fast_and_slow_meters_register_their_error(world: World) -> None:
 def test_injections_appear_in_the_truth(truth: dict, world: World) -> None:
     meters = {m["number"]: m for m in truth["meters"]}
     kinds = {f["kind"] for m in meters.values() for f in m["faults"]}
-    for kind in ("theft", "meter_fast", "meter_slow", "meter_drifting", "stopped", "reversed",
-                 "wrong_area", "pv_export_not_collected", "supply_ct_wrong", "clock_drift",
-                 "clock_reset", "multiplier_change", "total_vs_tariffs", "rollover_start"):
+    for kind in (
+        "theft",
+        "meter_fast",
+        "meter_slow",
+        "meter_drifting",
+        "stopped",
+        "reversed",
+        "wrong_area",
+        "pv_export_not_collected",
+        "supply_ct_wrong",
+        "clock_drift",
+        "clock_reset",
+        "multiplier_change",
+        "total_vs_tariffs",
+        "rollover_start",
+    ):
         assert kind in kinds, kind
     thieves = [m for m in meters.values() if m["theft"]]
     assert thieves and all(m["theft"]["since"] for m in thieves)
