@@ -150,6 +150,7 @@ class World:
         self._Ephys_imp = np.zeros(self.P)
         self._Ephys_exp = np.zeros(self.P)
         self._day_start_state: dict[int, tuple[F64, ...]] = {}
+        self._shape_cache: dict[int, tuple[NDArray[np.float32], NDArray[np.float32]]] = {}
         self._calibrated = False
         self.commands: list[dict[str, Any]] = []
         self.power_events: dict[int, list[tuple[float, float]]] = {}
@@ -496,6 +497,8 @@ class World:
         else:
             self.load_src = shapes.SgscLoad(Path(lc.path), C, self.S, sc.seed)
         self.pv_points = np.flatnonzero(self.has_pv)
+        self._pv_index = np.full(self.P, -1, dtype=np.int64)
+        self._pv_index[self.pv_points] = np.arange(self.pv_points.size)
         kwp = self.kwp[self.pv_points]
         if lc.pv_source == "synthetic":
             self.pv_src: Any = shapes.SyntheticPv(
@@ -573,7 +576,7 @@ class World:
         segs[:] = [s for s in segs if s.t <= t] + [ClockSegment(t, new_offset, rate)]
         self.commands.append({"kind": "time_set", "point": p, "at": self.iso(t), "step_s": step})
         # future freezes depend on the clock: recompute the computed days after t
-        self._invalidate_from(self.day_of(t))
+        self._recompute(self.day_of(t), [int(self.true_area[p])])
         return True
 
     # --------------------------------------------------------------- physics
@@ -596,15 +599,18 @@ class World:
         out: NDArray[np.bool_] = g[None, :] >= since[:, None]
         return out
 
-    def _relay_closed_fraction(self, d: int) -> F64:
-        """Share of each slot each point's relay was closed (P, S)."""
-        frac = np.ones((self.P, self.S))
+    def _relay_closed_fraction(self, d: int, pts: NDArray[np.int64]) -> F64:
+        """Share of each slot each of ``pts``' relays was closed (n, S)."""
+        frac = np.ones((pts.size, self.S))
+        if not any(self.relays[p].history for p in self.relays):
+            return frac
+        row = {int(p): i for i, p in enumerate(pts)}
         t0 = self.g_time(d * self.S)
         lo_e = t0 + np.arange(self.S) * self.slot_s
         hi_e = lo_e + self.slot_s
         t1 = float(hi_e[-1])
         for p, r in self.relays.items():
-            if not r.history:
+            if not r.history or p not in row:
                 continue
             state = True
             for t, closed in r.history:
@@ -619,37 +625,60 @@ class World:
                 if cur:
                     f += np.clip(np.minimum(hi_e, t) - np.maximum(lo_e, cur_t), 0.0, None)
                 cur_t, cur = t, closed
-            frac[p] = f / self.slot_s
+            frac[row[p]] = f / self.slot_s
         return frac
 
-    def _compute_day(self, d: int) -> Day:
-        S, P, A = self.S, self.P, self.A
-        on = self.day_date(d)
-        cust = self.customers
-        load = np.zeros((P, S))
-        load[cust] = self.load_src.day(d, on)
-        pv = np.zeros((P, S))
-        if self.pv_points.size:
-            pv[self.pv_points] = self.pv_src.day(d, on)
+    def _shapes(self, d: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Customers' load and PV generation of day ``d`` (kWh per slot, float32, cached)."""
+        cached = self._shape_cache.get(d)
+        if cached is None:
+            on = self.day_date(d)
+            load = self.load_src.day(d, on).astype(np.float32)
+            pv = (self.pv_src.day(d, on) if self.pv_points.size else np.zeros((0, self.S))).astype(
+                np.float32
+            )
+            cached = (load, pv)
+            self._shape_cache[d] = cached
+        return cached
+
+    def _physics(self, d: int, pts: NDArray[np.int64]) -> dict[str, Any]:
+        """Physics and register increments of day ``d`` for the points ``pts`` (sorted).
+
+        ``pts`` must hold whole areas (their supply point and all their customers): the
+        transformer's energy depends on every customer of its area. Rows are independent of
+        the other areas, so recomputing some areas gives exactly what a full day gives.
+        """
+        S, A = self.S, self.A
+        n = pts.size
+        ar = self.true_area[pts]
+        sup = self.is_supply[pts]
+        cust = ~sup
+        load32, pv32 = self._shapes(d)
+        load = np.zeros((n, S))
+        load[cust] = load32[pts[cust] - A]
+        pv = np.zeros((n, S))
+        pv_rows = np.flatnonzero(self.has_pv[pts])
+        if pv_rows.size:
+            pv[pv_rows] = pv32[self._pv_index[pts[pv_rows]]]
         # outages and open relays: no load, no generation (anti-islanding)
         up = np.ones((A, S))
+        g = d * S + np.arange(S)
         for a, (g0, g1) in self.outages.items():
-            g = d * S + np.arange(S)
             up[a] = ~((g >= g0) & (g < g1))
-        avail = up[self.true_area] * self._relay_closed_fraction(d)
+        avail = up[ar] * self._relay_closed_fraction(d, pts)
         load *= avail
         pv *= avail
         net = load - pv
         imp = np.maximum(net, 0.0)
         exp = np.maximum(-net, 0.0)
-        thief = self._active(self.theft_since, d) & self.night[None, :]
-        theft = imp * self.theft_frac[:, None] * thief
+        thief = self._active(self.theft_since[pts], d) & self.night[None, :]
+        theft = imp * self.theft_frac[pts][:, None] * thief
         imp = imp - theft
-        imp[:A] = 0.0
-        exp[:A] = 0.0
-        theft[:A] = 0.0
+        imp[sup] = 0.0
+        exp[sup] = 0.0
+        theft[sup] = 0.0
         flow = np.zeros((A, S))
-        np.add.at(flow, self.true_area[cust], imp[cust] - exp[cust] + theft[cust])
+        np.add.at(flow, ar[cust], imp[cust] - exp[cust] + theft[cust])
         if not self._calibrated:
             # loss = fixed + k·flow²; fixed takes fixed_share of the target rate
             mean_flow = np.abs(flow).mean(axis=1)
@@ -661,45 +690,80 @@ class World:
             self._calibrated = True
         loss = (self.loss_fixed[:, None] + self.loss_k[:, None] * flow**2) * up
         supply = flow + loss
-        imp[:A] = np.maximum(supply, 0.0)
-        exp[:A] = np.maximum(-supply, 0.0)
-        # registration: error, stopped, reversed, CT
+        imp[sup] = np.maximum(supply[ar[sup]], 0.0)
+        exp[sup] = np.maximum(-supply[ar[sup]], 0.0)
         del load, pv, net, avail
-        scale = np.repeat((self._gain(d) / self.ct_true)[:, None], S, axis=1)
+        # registration: error, stopped, reversed, CT
+        scale = np.repeat((self._gain(d)[pts] / self.ct_true[pts])[:, None], S, axis=1)
+        row = {int(p): i for i, p in enumerate(pts)}
         for p, (g0, _c1, c2) in self.ct_change.items():
-            after = self._active(np.array([g0]), d)[0]
-            scale[p, after] *= self.ct_true[p] / c2
-        scale[self._active(self.stopped_since, d)] = 0.0
-        rev = self._active(self.reversed_since, d)
+            if p in row:
+                after = self._active(np.array([g0]), d)[0]
+                scale[row[p], after] *= self.ct_true[p] / c2
+        scale[self._active(self.stopped_since[pts], d)] = 0.0
+        rev = self._active(self.reversed_since[pts], d)
         fwd_meas = np.where(rev, exp, imp)
         rev_meas = np.where(rev, imp, exp)
         inc_fwd = fwd_meas * scale
         inc_rev = rev_meas * scale
-        del scale, rev
+        del scale, rev, fwd_meas, rev_meas
         # tariff period by the meter's own clock at the day's start
-        shift = np.zeros(P, dtype=np.int64)
+        shift = np.zeros(n, dtype=np.int64)
         t_day = self.g_time(d * S)
         for p in self.clock:
-            shift[p] = round(float(_fold(np.array(self.clock_offset(p, t_day)))) / self.slot_s)
+            if p in row:
+                off = float(_fold(np.array(self.clock_offset(p, t_day))))
+                shift[row[p]] = round(off / self.slot_s)
         tariff = self.tou[(np.arange(S)[None, :] + shift[:, None]) % S].astype(np.int8)
-        counted = ~self._active(self.tariff_mismatch_since, d) | (tariff != 2)
+        counted = ~self._active(self.tariff_mismatch_since[pts], d) | (tariff != 2)
         tar_idx = np.where(counted, tariff, 4).astype(np.int8)
-        inc = np.empty((P, 4, S), dtype=np.float32)
+        inc = np.empty((n, 4, S), dtype=np.float32)
         for k, arr in enumerate((inc_fwd, inc_rev, imp, exp)):
             inc[:, k, :] = arr
-        del inc_fwd, inc_rev, fwd_meas, rev_meas
+        del inc_fwd, inc_rev
         sums = inc.sum(axis=2, dtype=np.float64)
-        tar_sums = np.zeros((P, 4))
+        tar_sums = np.zeros((n, 4))
         for k in range(4):
             tar_sums[:, k] = np.where(tar_idx == k, inc[:, 0, :], np.float32(0.0)).sum(
                 axis=1, dtype=np.float64
             )
+        totals: dict[str, F64] = {}
+        ta = ar[cust]
+        sup_area = ar[sup]
+        totals["supply_import_kwh"] = np.zeros(A)
+        totals["supply_import_kwh"][sup_area] = imp[sup].sum(axis=1)
+        totals["supply_backfeed_kwh"] = np.zeros(A)
+        totals["supply_backfeed_kwh"][sup_area] = exp[sup].sum(axis=1)
+        for key, arr in (
+            ("customer_import_kwh", imp),
+            ("customer_export_kwh", exp),
+            ("theft_kwh", theft),
+        ):
+            totals[key] = np.asarray(
+                np.bincount(ta, arr[cust].sum(axis=1), minlength=A), dtype=np.float64
+            )
+        totals["technical_loss_kwh"] = loss.sum(axis=1)
+        totals["outage_slots"] = (up == 0).sum(axis=1).astype(np.float64)
+        return {
+            "inc": inc,
+            "tariff": tar_idx,
+            "sums": sums,
+            "tar_sums": tar_sums,
+            "totals": totals,
+            "areas": np.unique(ar),
+            "psums": np.stack([imp.sum(axis=1), exp.sum(axis=1), theft.sum(axis=1)]),
+        }
+
+    def _compute_day(self, d: int) -> Day:
+        S, P = self.S, self.P
+        ph = self._physics(d, np.arange(P))
         start = np.column_stack(
             [self._E_fwd, self._E_tar, self._E_rev, self._Ephys_imp, self._Ephys_exp]
         )
+        sums = ph["sums"]
         self._E_fwd = self._E_fwd + sums[:, 0]
         self._E_rev = self._E_rev + sums[:, 1]
-        self._E_tar = self._E_tar + tar_sums
+        self._E_tar = self._E_tar + ph["tar_sums"]
         self._Ephys_imp = self._Ephys_imp + sums[:, 2]
         self._Ephys_exp = self._Ephys_exp + sums[:, 3]
         # missing slot readings (delivery, not physics)
@@ -711,25 +775,10 @@ class World:
         for p, (g0, g1) in self.offline.items():
             missing[p] |= (g >= g0) & (g < g1)
         for c, (g0, g1) in self.conc_offline.items():
-            pts = self.concentrators[c]["points"]
-            missing[pts] |= ((g >= g0) & (g < g1))[None, :]
-        totals: dict[str, F64] = {}
-        ta = self.true_area[cust]
-        totals["supply_import_kwh"] = imp[:A].sum(axis=1)
-        totals["supply_backfeed_kwh"] = exp[:A].sum(axis=1)
-        totals["customer_import_kwh"] = np.asarray(
-            np.bincount(ta, imp[cust].sum(axis=1), minlength=A), dtype=np.float64
-        )
-        totals["customer_export_kwh"] = np.asarray(
-            np.bincount(ta, exp[cust].sum(axis=1), minlength=A), dtype=np.float64
-        )
-        totals["technical_loss_kwh"] = loss.sum(axis=1)
-        totals["theft_kwh"] = np.asarray(
-            np.bincount(ta, theft[cust].sum(axis=1), minlength=A), dtype=np.float64
-        )
-        totals["outage_slots"] = (up == 0).sum(axis=1).astype(np.float64)
-        self.point_days[d] = np.stack([imp.sum(axis=1), exp.sum(axis=1), theft.sum(axis=1)])
-        return Day(d, start, inc, tar_idx, missing, totals)
+            cpts = self.concentrators[c]["points"]
+            missing[cpts] |= ((g >= g0) & (g < g1))[None, :]
+        self.point_days[d] = ph["psums"]
+        return Day(d, start, ph["inc"], ph["tariff"], missing, ph["totals"])
 
     def _state(self) -> tuple[F64, ...]:
         return (
@@ -740,19 +789,46 @@ class World:
             self._Ephys_exp.copy(),
         )
 
-    def _restore(self, st: tuple[F64, ...]) -> None:
-        self._E_fwd, self._E_rev, self._E_tar, self._Ephys_imp, self._Ephys_exp = (
-            x.copy() for x in st
-        )
-
-    def _invalidate_from(self, d: int) -> None:
-        """Recompute days ``d`` onwards that are already computed (after a live change)."""
-        computed = sorted(k for k in self._day_start_state if k >= d)
-        if not computed:
+    def _recompute(self, d_from: int, areas: list[int]) -> None:
+        """Recompute the computed days from ``d_from`` for whole areas after a live change
+        (a relay moved, a clock was set): only those areas' rows change."""
+        days = sorted(k for k in self.days if k >= d_from)
+        if not days:
             return
-        self._restore(self._day_start_state[computed[0]])
-        for k in computed:
-            self._store_day(k)
+        pts = np.flatnonzero(np.isin(self.true_area, areas))
+        start = self.days[days[0]].start[pts].copy()
+        for k in days:
+            day = self.days[k]
+            day.start[pts] = start
+            ph = self._physics(k, pts)
+            day.inc[pts] = ph["inc"]
+            day.tariff[pts] = ph["tariff"]
+            for key, arr in ph["totals"].items():
+                day.area_totals[key][ph["areas"]] = arr[ph["areas"]]
+            self.point_days[k][:, pts] = ph["psums"]
+            sums = ph["sums"]
+            start = start.copy()
+            start[:, 0] += sums[:, 0]
+            start[:, 1:5] += ph["tar_sums"]
+            start[:, 5] += sums[:, 1]
+            start[:, 6] += sums[:, 2]
+            start[:, 7] += sums[:, 3]
+            nxt = self._day_start_state.get(k + 1)
+            if nxt is not None:
+                e_fwd, e_rev, e_tar, e_imp, e_exp = nxt
+                e_fwd[pts], e_tar[pts], e_rev[pts] = start[:, 0], start[:, 1:5], start[:, 5]
+                e_imp[pts], e_exp[pts] = start[:, 6], start[:, 7]
+            self._apply_exchanges(day)
+        self._E_fwd[pts], self._E_tar[pts], self._E_rev[pts] = (
+            start[:, 0],
+            start[:, 1:5],
+            start[:, 5],
+        )
+        self._Ephys_imp[pts], self._Ephys_exp[pts] = start[:, 6], start[:, 7]
+        for k in days:
+            if k in self.freezes and (k == 0 or (k - 1) in self.days):
+                self.freezes[k] = self._compute_freeze(k)
+            self._manual_reads(k)
 
     def _store_day(self, d: int) -> None:
         self._day_start_state[d] = self._state()
@@ -767,6 +843,8 @@ class World:
         self._manual_reads(d)
         for old in [k for k in self.days if k < d - self.keep_days + 1]:
             del self.days[old]
+        for old in [k for k in self._shape_cache if k < d - self.keep_days + 1]:
+            del self._shape_cache[old]
         for old in [k for k in self._day_start_state if k < d - self.keep_days]:
             del self._day_start_state[old]
 
@@ -1123,7 +1201,7 @@ class World:
     def _relay_move(self, p: int, at: float, closed: bool) -> None:
         r = self.relays[p]
         r.history = [h for h in r.history if h[0] < at] + [(at, closed)]
-        self._invalidate_from(max(0, self.day_of(at)))
+        self._recompute(max(0, self.day_of(at)), [int(self.true_area[p])])
 
     def relay_status(self, m: int, t: float) -> tuple[bool, bool, bool]:
         """(relay closed, command says trip, protected) of meter ``m`` at ``t``."""
@@ -1184,6 +1262,8 @@ class World:
                 + fz.label.nbytes
                 + fz.valid.nbytes
             )
+        for load, pv in self._shape_cache.values():
+            total += load.nbytes + pv.nbytes
         for st in self._day_start_state.values():
             total += sum(x.nbytes for x in st)
         for arr in (

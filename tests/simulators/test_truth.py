@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -234,3 +235,36 @@ def test_daily_meter_truth(truth: dict, world: World) -> None:
                 assert reg < phys + daily["theft_kwh"][d]
                 thieves += 1
     assert checked > 100 and thieves > 0
+
+
+def test_live_changes_recompute_only_their_area_exactly() -> None:
+    """A relay trip or a clock set recomputes its area; the result equals a full computation
+    of a world that knew the change from the start."""
+    sc = scenario()
+    live = World(sc, keep_days=10)
+    live.ensure_day(3)
+    p = next(p for p, r in live.relays.items() if r.behaviour == "normal" and not r.protected)
+    q = next(q for q in live.clock if live.protocol[q] != "modbus")
+    t_trip = live.g_time(1 * live.S + 30) + 100.0
+    t_set = live.g_time(2 * live.S + 10)
+    live.relay_command(p, t_trip, "trip")
+    target = datetime.fromtimestamp(t_set, UTC).astimezone(live.zone).replace(tzinfo=None)
+    live.set_clock(q, t_set, target, max_step_s=None)
+    fresh = World(sc, keep_days=10)
+    fresh.relay_command(p, t_trip, "trip")
+    fresh.set_clock(q, t_set, target, max_step_s=None)
+    fresh.ensure_day(3)
+    for d in range(4):
+        a, b = live.days[d], fresh.days[d]
+        np.testing.assert_array_equal(a.inc, b.inc)
+        np.testing.assert_array_equal(a.start, b.start)
+        np.testing.assert_array_equal(a.tariff, b.tariff)
+        for key in a.area_totals:
+            np.testing.assert_array_equal(a.area_totals[key], b.area_totals[key])
+        np.testing.assert_array_equal(live.freezes[d].values, fresh.freezes[d].values)
+    assert json.dumps(build_truth(live), sort_keys=True) == json.dumps(
+        build_truth(fresh), sort_keys=True
+    )
+    # the trip shows: no import through the meter after it
+    day1 = live.days[1]
+    assert float(day1.inc[p, 2, 31:].sum()) == 0.0
