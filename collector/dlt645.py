@@ -367,8 +367,10 @@ class _Connection:
     """One live TCP connection of a link and its reader task."""
 
     def __init__(self, link: Dlt645Link, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, stream: DtuStream) -> None:
+                 writer: asyncio.StreamWriter, stream: DtuStream,
+                 idle_timeout: float | None = None) -> None:
         self.link = link
+        self.idle_timeout = idle_timeout
         self.reader = reader
         self.writer = writer
         self.stream = stream
@@ -405,14 +407,22 @@ class _Connection:
     async def _read_loop(self) -> None:
         try:
             while True:
-                data = await self.reader.read(4096)
+                if self.idle_timeout is None:
+                    data = await self.reader.read(4096)
+                else:  # a DTU sends heartbeats: silence means the link is dead
+                    async with asyncio.timeout(self.idle_timeout):
+                        data = await self.reader.read(4096)
                 if not data:
                     break
                 log.debug("gateway %s rx %s", self.link.gateway_id, data.hex(" "))
                 self.handle(self.stream.feed(data))
+        except TimeoutError:
+            log.info("gateway %s: DTU silent for %.0f s, dropped", self.link.gateway_id,
+                     self.idle_timeout or 0.0)
         except (OSError, asyncio.IncompleteReadError) as exc:
             log.info("gateway %s: connection lost (%s)", self.link.gateway_id, exc)
         finally:
+            self.writer.close()
             self.closed = True
             self.queue.put_nowait(_CLOSED)
             self.link._lost(self)
@@ -533,7 +543,8 @@ class Dlt645Link:
             leftover: Events decoded after the registration line.
         """
         old = self._conn
-        conn = _Connection(self, reader, writer, stream)
+        conn = _Connection(self, reader, writer, stream,
+                           idle_timeout=3 * self.model.heartbeat_s)
         self._conn = conn
         self.stats.connects += 1
         conn.handle(leftover)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -304,3 +307,106 @@ def test_models_from_settings_accept_hex_patterns() -> None:
     assert events == [Registered("X1"), Heartbeat()]
     with pytest.raises(ValueError, match="unknown key"):
         DtuModel.from_mapping("bad", {"hearbeat": "x"})
+
+
+async def test_a_gateway_that_drops_the_connection_is_reconnected() -> None:
+    connections = 0
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        decoder = FrameDecoder()
+        with contextlib.suppress(OSError):
+            while data := await reader.read(4096):
+                if connections == 1:  # the first connection dies mid-request
+                    writer.close()
+                    return
+                decoder.feed(data)
+                for frame in decoder:
+                    msg, _ = decode_message(frame)
+                    assert isinstance(msg, ReadRequest)
+                    writer.write(pack(ReadResponse.from_values(msg.address, msg.di, [4.0])))
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(client, "127.0.0.1", 0)
+    link = Dlt645Link("G1", url=f"tcp://127.0.0.1:{server.sockets[0].getsockname()[1]}",
+                      params=FAST)
+    result = await link.read(ADDR, 0x00010000)
+    assert result.values()["forward_active_total_kwh"] == 4.0
+    assert connections == 2 and link.stats.connects == 2 and link.stats.drops == 1
+    await link.close()
+    server.close()
+
+
+async def test_a_silent_dtu_is_dropped_and_may_register_again() -> None:
+    link = Dlt645Link("DTU3", params=FAST, model=DtuModel(heartbeat_s=0.05))
+    listener = DtuListener({"DTU3": link}, host="127.0.0.1", port=0)
+    await listener.start()
+    _reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+    writer.write(b"REG:DTU3\r\n")
+    await writer.drain()
+    for _ in range(100):
+        if link.connected:
+            break
+        await asyncio.sleep(0.01)
+    assert link.connected
+    for _ in range(100):  # no heartbeat for three periods: the link is dropped
+        if not link.connected:
+            break
+        await asyncio.sleep(0.02)
+    assert not link.connected and link.stats.drops == 1
+    writer.close()
+    _r2, w2 = await asyncio.open_connection("127.0.0.1", listener.port)
+    w2.write(b"REG:DTU3\r\n")
+    await w2.drain()
+    for _ in range(100):
+        if link.connected:
+            break
+        await asyncio.sleep(0.01)
+    assert link.connected and link.stats.connects == 2
+    w2.close()
+    await link.close()
+    await listener.close()
+
+
+async def test_dtu_over_tls(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    link = Dlt645Link("DTU5", params=FAST)
+    listener = DtuListener({"DTU5": link}, host="127.0.0.1", port=0, tls=server_ctx)
+    await listener.start()
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    reader, writer = await asyncio.open_connection("127.0.0.1", listener.port, ssl=client_ctx,
+                                                   server_hostname="localhost")
+    writer.write(b"REG:DTU5\r\n")
+    await writer.drain()
+
+    async def meter() -> None:
+        decoder = FrameDecoder()
+        while data := await reader.read(4096):
+            decoder.feed(data)
+            for frame in decoder:
+                msg, _ = decode_message(frame)
+                assert isinstance(msg, ReadRequest)
+                writer.write(pack(ReadResponse.from_values(msg.address, msg.di, [6.25])))
+                await writer.drain()
+
+    task = asyncio.create_task(meter())
+    result = await link.read(ADDR, 0x00010000)
+    assert result.values()["forward_active_total_kwh"] == 6.25
+    # a plain-TCP client is not accepted
+    _r, plain = await asyncio.open_connection("127.0.0.1", listener.port)
+    plain.write(b"REG:DTU5\r\n")
+    await plain.drain()
+    await asyncio.sleep(0.1)
+    assert link.stats.connects == 1
+    task.cancel()
+    plain.close()
+    writer.close()
+    await link.close()
+    await listener.close()
