@@ -10,6 +10,7 @@ other frames of the batch still count.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -95,7 +96,9 @@ class Decoded:
         kind: ``readings``, ``events``, ``acks`` or ``frames`` (None with a topic fault).
         message: The parsed message, or None when ``fault`` is set.
         fault: Why the payload as a whole cannot be used, else None.
-        items: Readings (from ``readings`` or decoded ``frames``).
+        items: Readings (from ``readings``: the parsed :class:`~protocols.mqtt.Reading`
+            objects; from ``frames``: :class:`Item` objects), each with ``meter``,
+            ``quantity``, ``ts``, ``value`` and ``interval``.
         frame_faults: Frames of a ``frames`` batch that gave no reading.
         batch: The batch id for the receipt (also from a refused payload when readable).
         seq: The batch's sequence number, likewise.
@@ -107,7 +110,7 @@ class Decoded:
     kind: str | None = None
     message: Any = None
     fault: Fault | None = None
-    items: list[Item] = field(default_factory=list)
+    items: Sequence[Any] = field(default_factory=list)
     frame_faults: list[Fault] = field(default_factory=list)
     batch: str | None = None
     seq: int | None = None
@@ -172,18 +175,19 @@ def decode(topic: str, payload: bytes, *, limits: Limits = DEFAULT_LIMITS) -> De
     out.message = message
     if isinstance(message, ReadingsBatch):
         out.batch, out.seq = message.batch, message.seq
-        out.items = [
-            Item(r.meter, r.quantity, r.ts, float(r.value), r.interval) for r in message.readings
-        ]
+        # Reading has Item's attributes: used as is, without a copy per reading
+        out.items = message.readings  # type: ignore[assignment]
     elif isinstance(message, EventsBatch):
         out.batch, out.seq = message.batch, message.seq
     elif isinstance(message, FramesBatch):
         out.batch, out.seq = message.batch, message.seq
+        frame_items: list[Item] = []
         for index, fwd in enumerate(message.frames):
             items, fault = _decode_frame(fwd.data, fwd.ts, fwd.meter, topic, message.batch, index)
-            out.items.extend(items)
+            frame_items.extend(items)
             if fault is not None:
                 out.frame_faults.append(fault)
+        out.items = frame_items
     else:
         assert isinstance(message, CommandAck)
     return out

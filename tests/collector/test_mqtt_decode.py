@@ -75,7 +75,7 @@ def test_oversized_payload_is_a_fault() -> None:
 def test_unknown_topic_kind_is_a_fault() -> None:
     d = decode("meterhub/v1/c/C001/up/gossip", b"{}")
     assert d.fault is not None and d.fault.reason == "unknown_kind"
-    assert d.concentrator is None
+    assert (d.concentrator, d.kind, d.source) == ("C001", None, "mqtt:C001")
 
 
 def test_frames_batch_decodes_good_frames_and_isolates_bad_ones() -> None:
