@@ -16,8 +16,10 @@ Per area and window (local days, ``--to`` inclusive):
 * supply: the area's supply meter(s) forward − reverse.
 
 Then :func:`analytics.meter_error.fit_meter_errors`, :func:`track_meter_errors` (daily points)
-and :func:`rank_suspects`. Every ranked row is stored in ``suspect`` (``alert`` marks the rows
-at or above the threshold); the command prints the alerts, or all rows with ``--all``.
+and :func:`rank_suspects`, with a time-of-day check (:func:`rank_area`): an area where some
+meter's night and day errors disagree is ranked from separate night and day fits. Every ranked
+row is stored in ``suspect`` (``alert`` marks the rows at or above the threshold); the command
+prints the alerts, or all rows with ``--all``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from analytics.vee_db import Grid, _grid, _place
 
 EXIT_OK = 0
 EXIT_USAGE = 64
+#: Night window (local hours, start ≥ end wraps midnight) of the time-of-day split fit.
+NIGHT = (22.0, 6.0)
 
 
 @dataclass(frozen=True)
@@ -148,23 +152,75 @@ async def load_area(
                       [m.number for m in cus], [m.id for m in cus], export_missing)
 
 
-def rank_area(series: AreaSeries, *, fit_settings: FitSettings | None = None,
-              settings: SuspectSettings | None = None) -> SuspectReport:
-    """Fit the area's balance and rank its meters (every meter, highest score first)."""
+def _day_part(grid: Grid, night: tuple[float, float]) -> NDArray[np.bool_]:
+    """True for slots whose middle falls in the night window (local hours, wrapping)."""
+    h = (np.arange(grid.n_slots) % grid.spd + 0.5) * 24.0 / grid.spd
+    lo, hi = night
+    out: NDArray[np.bool_] = (h >= lo) | (h < hi) if lo > hi else (h >= lo) & (h < hi)
+    return out
+
+
+def _rank(series: AreaSeries, fit: Any, track: Any, settings: SuspectSettings,
+          ) -> SuspectReport:
     g = series.grid
-    if series.customers.shape[0] == 0:
-        return SuspectReport([])
-    fit = fit_meter_errors(series.supply, series.customers, settings=fit_settings)
-    track = None
-    if fit.in_fit.any():
-        track = track_meter_errors(series.supply, series.customers, every=g.spd,
-                                   settings=fit_settings)
     return rank_suspects(
         fit, area_id=series.area, meter_ids=series.numbers, customers=series.customers,
         supply_meter_id=series.supply_numbers[-1] if series.supply_numbers else None,
         track=track, export_missing=series.export_missing, slots_per_day=g.spd,
         start=g.start, interval_minutes=float(g.interval), settings=settings,
     )
+
+
+def rank_area(series: AreaSeries, *, fit_settings: FitSettings | None = None,
+              settings: SuspectSettings | None = None,
+              night: tuple[float, float] = NIGHT) -> SuspectReport:
+    """Fit the area's balance and rank its meters (every meter, highest score first).
+
+    The balance is fitted on all slots, and separately on night and day slots. When some
+    meter's night and day errors differ by more than the accuracy class and ``significance``
+    standard deviations, the meter's error depends on the time of day (a bypass used at
+    night, a load moved behind the meter): one ε for the whole day is then the wrong model
+    for the whole area, so each meter is ranked by the better-scoring of its night and day
+    fits (evidence ``fit``, ``error_night``, ``error_day``). Otherwise the all-slot fit is used.
+    """
+    cfg = settings or SuspectSettings()
+    if series.customers.shape[0] == 0:
+        return SuspectReport([])
+    fit = fit_meter_errors(series.supply, series.customers, settings=fit_settings)
+    track = None
+    if fit.in_fit.any():
+        track = track_meter_errors(series.supply, series.customers, every=series.grid.spd,
+                                   settings=fit_settings)
+    ranked = _rank(series, fit, track, cfg)
+    is_night = _day_part(series.grid, night)
+    f_n = fit_meter_errors(series.supply, series.customers, fit_slots=is_night,
+                           settings=fit_settings)
+    f_d = fit_meter_errors(series.supply, series.customers, fit_slots=~is_night,
+                           settings=fit_settings)
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(f_n.error - f_d.error)
+        z = diff / np.sqrt(f_n.uncertainty**2 + f_d.uncertainty**2)
+    split = bool(np.any((diff >= cfg.class_limit) & (z >= cfg.significance)))
+    if not split:
+        return ranked
+    by_night = {s.meter: s for s in _rank(series, f_n, None, cfg).suspects}
+    by_day = {s.meter: s for s in _rank(series, f_d, None, cfg).suspects}
+    rows: list[Suspect] = []
+    for i, number in enumerate(series.numbers):
+        a, b = by_night[number], by_day[number]
+        best, part = (a, "night") if a.score >= b.score else (b, "day")
+        ev = dict(best.evidence)
+        ev.update(fit=part, error_night=_num(f_n.error[i]), error_day=_num(f_d.error[i]),
+                  error_all_day=_num(fit.error[i]))
+        rows.append(Suspect(best.area, best.meter, best.kind, best.score, best.error_estimate,
+                            best.uncertainty, best.since, ev))
+    rows.extend(s for s in ranked.suspects if s.kind == "supply_ratio")
+    rows.sort(key=lambda s: -s.score)
+    return SuspectReport(rows)
+
+
+def _num(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
 
 
 async def compute_suspects(
