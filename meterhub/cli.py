@@ -447,6 +447,22 @@ def simulate(
     raise typer.Exit(simulate_command(scenario=scenario, truth=truth, fleet=fleet, forever=forever))
 
 
+@app.command()
+def demo(
+    days: Annotated[
+        int, typer.Option("--days", min=1, max=60, help="Days analysed (after a warm-up day).")
+    ] = 1,
+    speed: Annotated[
+        float, typer.Option("--speed", help="Simulated seconds per real second.")
+    ] = 1440.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated fleet.")] = 1,
+) -> None:
+    """The end-to-end demonstration on a simulated fleet with known ground truth."""
+    from meterhub.demo import run_demo
+
+    raise typer.Exit(run_demo(load_settings(), days=days, speed=speed, seed=seed))
+
+
 def main() -> None:
     """Entry point of the console script: maps click's usage errors to exit code 64."""
     try:  # typer >= 0.29 vendors click
