@@ -495,10 +495,10 @@ class Poller:
     async def _read_interval(self, m: PollMeter, slot: datetime) -> None:
         wanted = [FORWARD, REVERSE] if m.bidirectional else [FORWARD]
         if m.protocol == "modbus":
-            link = self.modbus_links[m.gateway_id]
+            mb = self.modbus_links[m.gateway_id]
             rmap = register_map(m.model or "sdm630")
             qs = [q for q in wanted if rmap.entry(q) is not None]
-            values = await link.read(m.unit_id if m.unit_id is not None else 1, rmap, qs)
+            values = await mb.read(m.unit_id if m.unit_id is not None else 1, rmap, qs)
             for q in qs:
                 self._add(f"modbus:{m.gateway_id}",
                           RegisterRow(m.id, QUANTITY_IDS[q], slot, float(values[q].value)))

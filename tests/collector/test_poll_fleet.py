@@ -82,11 +82,15 @@ async def test_a_cycle_stores_slot_registers_and_freezes_once(fresh_db: str) -> 
     async with Fleet(_scenario(), clock=clock) as fleet:
         await _load(fresh_db, fleet)
         w = fleet.world
-        async with Poller(db_url=fresh_db, clock=clock, tz=TZ, config=_config()) as poller:
+        config = _config(schedule=ScheduleConfig(reread_days=3))
+        async with Poller(db_url=fresh_db, clock=clock, tz=TZ, config=config) as poller:
             await poller.run_cycle()
             first = poller.stats.inserted
-            await poller.run_cycle()  # everything stored: nothing is read again
-            assert poller.stats.inserted == first
+            reads, abnormal = poller.stats.reads_ok, poller.stats.abnormal
+            assert abnormal > 0  # no meter holds a freeze from before the simulation began
+            await poller.run_cycle()  # everything stored: nothing is read again, and
+            assert poller.stats.inserted == first  # missing freezes wait for their back-off
+            assert (poller.stats.reads_ok, poller.stats.abnormal) == (reads, abnormal)
         t = clock.now().timestamp()
         stored = dict(await _rows(
             fresh_db, "SELECT m.number, r.value FROM register_reading r JOIN meter m "
