@@ -31,7 +31,7 @@ import ssl
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -146,6 +146,52 @@ class CollectorConfig:
     clock_checks: bool = True
     quarantine_per_flush: int = 20
 
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> CollectorConfig:
+        """Build the settings from a mapping, e.g. a ``[collector]`` table of a settings file.
+
+        Keys: ``preamble``, ``timeout``, ``retries``, ``connect_timeout`` (DL/T 645 link);
+        ``modbus_timeout``, ``modbus_retries``; ``interval_min``, ``grace_fraction``,
+        ``freeze_read_from`` (``"HH:MM"``), ``reread_days``, ``clock_tolerance_s``,
+        ``broadcast_max_s``, ``midnight_guard_min``, ``clock_check_hours`` (schedule);
+        ``listen_host``, ``listen_port``, ``tls_cert``, ``tls_key``, ``batch_size``,
+        ``reread_backoff_s``, ``reread_backoff_max_s``, ``clock_checks``,
+        ``quarantine_per_flush``; ``dtu_models`` (model name -> table for
+        :meth:`collector.dlt645.DtuModel.from_mapping`).
+
+        Args:
+            data: The mapping.
+
+        Returns:
+            The settings; absent keys keep their defaults.
+
+        Raises:
+            ValueError: An unknown key or an invalid value.
+        """
+        link_keys = {"preamble", "timeout", "retries", "connect_timeout"}
+        sched_keys = {"interval_min", "grace_fraction", "freeze_read_from", "reread_days",
+                      "clock_tolerance_s", "broadcast_max_s", "midnight_guard_min",
+                      "clock_check_hours"}
+        top_keys = {"listen_host", "listen_port", "tls_cert", "tls_key", "batch_size",
+                    "reread_backoff_s", "reread_backoff_max_s", "clock_checks",
+                    "quarantine_per_flush"}
+        unknown = set(data) - link_keys - sched_keys - top_keys - {
+            "modbus_timeout", "modbus_retries", "dtu_models"}
+        if unknown:
+            raise ValueError(f"unknown collector setting(s): {', '.join(sorted(unknown))}")
+        sched = {k: data[k] for k in sched_keys if k in data}
+        if isinstance(sched.get("freeze_read_from"), str):
+            hh, mm = str(sched["freeze_read_from"]).split(":")
+            sched["freeze_read_from"] = time(int(hh), int(mm))
+        models = dict(DTU_MODELS)
+        for name, table in dict(data.get("dtu_models", {})).items():
+            models[name] = DtuModel.from_mapping(name, table)
+        modbus = ModbusParams(timeout=float(data.get("modbus_timeout", 3.0)),
+                              retries=int(data.get("modbus_retries", 1)))
+        return cls(link=LinkParams(**{k: data[k] for k in link_keys if k in data}),
+                   modbus=modbus, schedule=ScheduleConfig(**sched), dtu_models=models,
+                   **{k: data[k] for k in top_keys if k in data})
+
 
 @dataclass(slots=True)
 class PollStats:
@@ -239,6 +285,7 @@ class Poller:
         self._clock_checked: dict[int, datetime] = {}
         self._broadcast_day: dict[str, date] = {}
         self._cycle_started: datetime | None = None
+        self._retry_at: datetime | None = None
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -396,6 +443,7 @@ class Poller:
         """Do every read that is due now, on every gateway concurrently, and commit."""
         now = self.clock.now()
         self._cycle_started = now
+        self._retry_at = None
         await self.refresh_archive()
         by_gw: dict[str, list[PollMeter]] = defaultdict(list)
         for m in self.meters.values():
@@ -432,6 +480,14 @@ class Poller:
         await self.flush()
         self.stats.cycles += 1
 
+    def _note_retry(self, m: PollMeter, slot: datetime) -> None:
+        """A slot read failed: come back half-way through what is left of its grace window."""
+        window = timedelta(minutes=m.interval_min * self.config.schedule.grace_fraction)
+        start = self._cycle_started or self.clock.now()
+        at = start + (slot + window - start) / 2
+        if at > start and (self._retry_at is None or at < self._retry_at):
+            self._retry_at = at
+
     def _reread_ok(self, meter_id: int, day: date, now: datetime) -> bool:
         nxt = self._reread_next.get((meter_id, day))
         return nxt is None or nxt[0] <= now
@@ -455,7 +511,8 @@ class Poller:
                             self.config.schedule.grace_fraction) != slot:
                     self.stats.slots_missed += 1
                     continue
-                await self._guard(self._read_interval(m, slot))
+                if not await self._guard(self._read_interval(m, slot)):
+                    self._note_retry(m, slot)
                 await self._maybe_flush()
             for item in freezes:
                 m = self.meters[item.meter]
@@ -606,16 +663,45 @@ class Poller:
         await self.flush()
         return decode_status_word_3(word)
 
+    async def read_now(self, meter_number: str, di: int) -> dict[str, Any]:
+        """Read one data identifier of a DL/T 645 meter now (an on-demand read).
+
+        Nothing is stored: the caller decides what the values mean.
+
+        Args:
+            meter_number: The 12-digit meter number.
+            di: The data identifier.
+
+        Returns:
+            Decoded values by name.
+
+        Raises:
+            KeyError: The meter is not a polled DL/T 645 meter of the archive.
+            AbnormalReply: The meter answered abnormally.
+            LinkError: The gateway or meter could not be reached.
+        """
+        m = self.meters.get(meter_number)
+        if m is None or m.protocol not in _VERSIONS:
+            raise KeyError(f"meter {meter_number} is not a polled DL/T 645 meter")
+        version = _VERSIONS[m.protocol]
+        result = await self.links[m.gateway_id].read(m.number, di, version=version)
+        return result.values()
+
     # ----------------------------------------------------------------- loop
     def next_wake(self) -> datetime:
         """When the next cycle is due: the first slot boundary after the last cycle began.
 
-        A slot that began while a cycle ran is due at once (the instant is in the past).
+        A slot that began while a cycle ran is due at once (the instant is in the past). When
+        slot reads failed, a retry pass (补抄 within the slot) comes first, half-way through
+        the rest of the slot's grace window; it reads only what is still missing.
         """
         now = self._cycle_started or self.clock.now()
         intervals = {m.interval_min for m in self.meters.values()} or {
             self.config.schedule.interval_min}
-        return min(next_slot(now, i, self.tz) for i in intervals)
+        wake = min(next_slot(now, i, self.tz) for i in intervals)
+        if self._retry_at is not None and self._retry_at < wake:
+            return self._retry_at
+        return wake
 
     async def async_run(self, stop: asyncio.Event) -> None:
         """Run cycles at every slot until ``stop`` is set (the current cycle finishes)."""

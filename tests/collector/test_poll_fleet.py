@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -218,3 +219,53 @@ async def test_clock_checks_sync_by_broadcast_or_addressed_write(fresh_db: str) 
         assert by_meter[w.m_number[b]]["method"] == "addressed"
         assert by_meter[w.m_number[b]]["offset_s"] == pytest.approx(1800, abs=1)
         assert all(d["confirmed"] for d in by_meter.values())
+
+
+async def test_failed_slot_reads_are_retried_within_the_slot(fresh_db: str) -> None:
+    clock = FixedClock(datetime(2026, 1, 2, 10, 1, tzinfo=TZ))
+    slot = datetime(2026, 1, 2, 10, 0, tzinfo=TZ)
+    sc = _scenario(modbus_share=0.0, dlt645_share=1.0, drop_share=0.5)
+    async with Fleet(sc, clock=clock) as fleet:
+        await _load(fresh_db, fleet)
+        config = _config(link=LinkParams(timeout=0.1, retries=0))
+        query = "SELECT count(*) FROM register_reading WHERE quantity_id = 1 AND ts = %s"
+        async with Poller(db_url=fresh_db, clock=clock, tz=TZ, config=config) as poller:
+            await poller.run_cycle()
+            first = (await _rows(fresh_db, query, slot))[0][0]
+            assert poller.stats.no_answer > 0
+            wake = poller.next_wake()
+            # half-way through what is left of the grace window (10:07:30), not 10:15
+            assert wake == datetime(2026, 1, 2, 10, 4, 15, tzinfo=TZ)
+            clock.t = wake
+            await poller.run_cycle()
+            second = (await _rows(fresh_db, query, slot))[0][0]
+            assert second > first
+            assert poller.stats.duplicates == 0  # the retry read only what was missing
+            live = next(m for m in poller.meters.values())
+            values = await _retry_read(poller, live.number)
+            assert "forward_active_total_kwh" in values
+
+
+async def _retry_read(poller: Poller, number: str) -> dict[str, Any]:
+    from collector.errors import NoAnswer
+
+    for _ in range(20):  # the bus drops half the replies
+        with contextlib.suppress(NoAnswer):
+            return await poller.read_now(number, 0x00010000)
+    raise AssertionError("no answer in 20 attempts")
+
+
+def test_collector_config_from_a_settings_table() -> None:
+    config = CollectorConfig.from_mapping({
+        "timeout": 2.5, "retries": 2, "listen_port": 9700, "reread_days": 5,
+        "freeze_read_from": "00:10", "tls_cert": "/etc/meterhub/dtu.pem",
+        "dtu_models": {"acme": {"registration_prefix": "LOGIN ", "heartbeat_hex": "FEFE00"}},
+    })
+    assert (config.link.timeout, config.link.retries, config.link.preamble) == (2.5, 2, 4)
+    assert config.listen_port == 9700 and config.tls_cert == "/etc/meterhub/dtu.pem"
+    assert config.schedule.reread_days == 5
+    assert config.schedule.freeze_read_from.minute == 10
+    assert config.dtu_models["acme"].heartbeat == bytes.fromhex("FEFE00")
+    assert "generic-dtu" in config.dtu_models
+    with pytest.raises(ValueError, match="unknown collector setting"):
+        CollectorConfig.from_mapping({"timout": 1})
