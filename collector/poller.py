@@ -537,7 +537,7 @@ class Poller:
         except AbnormalReply as exc:
             self.stats.abnormal += 1
             log.debug("abnormal reply: %s", exc)
-        except BadReply as exc:
+        except (BadReply, ValueError) as exc:  # ValueError: an odd freeze label or date
             self.stats.bad_replies += 1
             log.debug("bad reply: %s", exc)
         except LinkError as exc:
@@ -710,6 +710,8 @@ class Poller:
                 await self.run_cycle()
             except (CollectorError, psycopg.Error) as exc:
                 log.error("poll cycle failed: %s", exc)
+            except Exception:  # a long-running collector logs and carries on
+                log.exception("poll cycle failed")
             wake = self.next_wake()
             sleeper = asyncio.ensure_future(self.clock.sleep_until(wake))
             stopper = asyncio.ensure_future(stop.wait())
