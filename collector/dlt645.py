@@ -292,9 +292,7 @@ class DtuStream:
                 if buf[i + 7] == 0x68:
                     self._remaining = 12 + buf[i + 9]
                     continue
-                out.append(b)
-                i += 1
-                continue
+                # a 68 that does not open a frame header is garbage like any other byte
             m = self._interesting.search(buf, i + 1)  # skip a garbage run in one step
             j = m.start() if m else n
             run = buf[i:j]

@@ -410,3 +410,16 @@ async def test_dtu_over_tls(tmp_path: Path) -> None:
     writer.close()
     await link.close()
     await listener.close()
+
+
+def test_stray_start_bytes_and_split_frames() -> None:
+    good = pack(ReadResponse.from_values(ADDR, 0x00010000, [12.5]), preamble=2)
+    wire = b"\x68\x01\x02" + good + b"\x68" * 3 + good
+    for chunks in ([wire], [wire[i:i + 3] for i in range(0, len(wire), 3)]):
+        stream = DtuStream()
+        events = [ev for chunk in chunks for ev in stream.feed(chunk)]
+        frames = [ev for ev in events if isinstance(ev, Frame)]
+        garbage = [ev for ev in events if isinstance(ev, Corrupt)]
+        assert len(frames) == 2 and all(f.data == frames[0].data for f in frames)
+        assert {ev.reason for ev in garbage} == {"garbage"}
+        assert sum(ev.count for ev in garbage) == stream.garbage_bytes == 6
