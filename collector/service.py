@@ -14,7 +14,9 @@ The MQTT collector runs only when the archive has concentrators; it has its own 
 so it runs in a thread and is stopped through a ``threading.Event``. If it fails (a broker that
 refuses the credentials), the failure is reported and polling goes on.
 
-A status line goes to stderr every ``status_every_s`` seconds of real time.
+A status line goes to stderr every ``status_every_s`` seconds of real time, and a heartbeat
+file (``<state_dir>/collector/poller.json``, field ``wall`` = real epoch seconds, the same shape
+as the MQTT collector's) is rewritten every 5 s for ``meterhub collect --check``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -40,6 +44,8 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_INVALID = 2
 EXIT_UNREACHABLE = 5
+HEARTBEAT_S = 5.0
+"""Seconds between heartbeat writes (``<state_dir>/collector/poller.json``)."""
 
 
 def clock_from_fleet(path: Path) -> SimClock | None:
@@ -83,6 +89,27 @@ async def _status(poller: Poller, clock: Clock, every: float) -> None:
         sys.stderr.write(f"meterhub collect: {clock.now().isoformat(timespec='seconds')} "
                          f"{poller.stats.line()}\n")
         sys.stderr.flush()
+
+
+def write_heartbeat(path: Path, poller: Poller, clock: Clock) -> None:
+    """Rewrite the poller's heartbeat file atomically (``wall`` is the real time)."""
+    st = poller.stats
+    doc = {"wall": time.time(), "ts": clock.now().isoformat(), "pid": os.getpid(),
+           "cycles": st.cycles, "reads": st.reads_ok, "inserted": st.inserted,
+           "unreachable": st.unreachable, "no_answer": st.no_answer}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("heartbeat %s not written: %s", path, exc.strerror)
+
+
+async def _heartbeat(path: Path, poller: Poller, clock: Clock, every: float) -> None:
+    while True:
+        write_heartbeat(path, poller, clock)
+        await asyncio.sleep(every)
 
 
 def _mqtt_entry() -> Any:
@@ -164,6 +191,8 @@ async def run_collect(settings: Any, db_url: str, *, clock: Clock,
         return EXIT_UNREACHABLE
     tasks: list[asyncio.Task[Any]] = []
     status = asyncio.create_task(_status(poller, clock, status_every_s))
+    beat_path = Path(settings.state_dir) / "collector" / "poller.json"
+    beat = asyncio.create_task(_heartbeat(beat_path, poller, clock, HEARTBEAT_S))
     try:
         if once:
             await poller.run_cycle()
@@ -184,9 +213,11 @@ async def run_collect(settings: Any, db_url: str, *, clock: Clock,
                 await t
         return EXIT_OK
     finally:
-        status.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await status
+        for t in (status, beat):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        write_heartbeat(beat_path, poller, clock)
         await poller.close()
         sys.stderr.write(f"meterhub collect: stopped; {poller.stats.line()}\n")
 

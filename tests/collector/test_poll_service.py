@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,3 +107,7 @@ async def test_collect_follows_the_simulated_clock_and_stops_on_sigterm(
     assert stored == expected
     assert "meterhub collect: 2026-01-02T10:1" in text  # status lines on simulated time
     assert "meterhub collect: stopped" in text
+    from meterhub.settings import load_settings
+
+    beat = json.loads((Path(load_settings().state_dir) / "collector" / "poller.json").read_text())
+    assert time.time() - beat["wall"] < 60 and beat["cycles"] >= 1
