@@ -196,13 +196,17 @@ def fit_meter_errors(
             theta[use] = beta[:n_use]
             var_theta[use] = var[:n_use]
             c, q, s = float(beta[n_use]), float(beta[n_use + 1]), float(np.sqrt(s2))
-            n_all = int(complete.sum())
-            xall = np.empty((p, n_all))
-            yall = np.empty(n_all)
-            k._design(y, e, zz, use, fixed, complete, xall, yall)
-            r_all = np.empty(n_all)
+            if fit_slots is None:  # every complete slot is in the fit: reuse its design
+                xall, yall, where = xmat, yvec, slot_ok
+            else:
+                where = complete
+                n_all = int(complete.sum())
+                xall = np.empty((p, n_all))
+                yall = np.empty(n_all)
+                k._design(y, e, zz, use, fixed, complete, xall, yall)
+            r_all = np.empty(yall.shape[0])
             k._design_residual(xall, yall, beta, r_all)
-            residual[complete] = r_all
+            residual[where] = r_all
     with np.errstate(divide="ignore", invalid="ignore"):
         error = 1.0 / theta - 1.0
         unc = np.sqrt(var_theta) / theta**2

@@ -121,12 +121,22 @@ def _grid(first: date, last: date, interval: int, zone: Any) -> Grid:
                 (last - first).days + 1, interval)
 
 
+def _rows_of(meter_id: NDArray[np.int64], rows: dict[int, int]) -> NDArray[np.int64]:
+    """Row index of each meter id (−1 for ids not in ``rows``), vectorised."""
+    if not rows:
+        return np.full(meter_id.shape, -1, dtype=np.int64)
+    keys = np.array(sorted(rows), dtype=np.int64)
+    vals = np.array([rows[k] for k in keys], dtype=np.int64)
+    pos = np.clip(np.searchsorted(keys, meter_id), 0, keys.size - 1)
+    return np.where(keys[pos] == meter_id, vals[pos], -1)
+
+
 def _place(series: Any, rows: dict[int, int], grid: Grid) -> tuple[NDArray[np.float64], Any]:
     """(meters, slots) matrix of a long series (first delivery kept)."""
     n = len(rows)
     if series.meter_id.size == 0:
         return np.full((n, grid.n_slots), np.nan), np.zeros(n, dtype=np.int64)
-    r = np.array([rows.get(int(m), -1) for m in series.meter_id], dtype=np.int64)
+    r = _rows_of(series.meter_id, rows)
     s = grid.slot(series.epoch)
     ok = (r >= 0) & (s >= 0) & (s < grid.n_slots)
     x, dup, _ = collate_intervals(r[ok], s[ok], series.value[ok], n_meters=n,
@@ -137,7 +147,7 @@ def _place(series: Any, rows: dict[int, int], grid: Grid) -> tuple[NDArray[np.fl
 def _mask(series: Any, rows: dict[int, int], grid: Grid) -> NDArray[np.bool_]:
     out = np.zeros((len(rows), grid.n_slots), dtype=bool)
     if series.meter_id.size:
-        r = np.array([rows.get(int(m), -1) for m in series.meter_id], dtype=np.int64)
+        r = _rows_of(series.meter_id, rows)
         s = grid.slot(series.epoch)
         ok = (r >= 0) & (s >= 0) & (s < grid.n_slots)
         out[r[ok], s[ok]] = True
@@ -327,9 +337,10 @@ def run_validation(data: VeeData, estimated: NDArray[np.bool_],
     )
     comp = arr
     if data.derived.any():
+        # an estimate fills a missing slot of the counted quantity (the register)
+        filled = estimated & np.isnan(data.presence)
         comp = validate(np.ascontiguousarray(data.window(data.presence)), slots_per_day=spd,
-                        estimated=np.ascontiguousarray(data.window(estimated)),
-                        slot_flags=True)
+                        estimated=np.ascontiguousarray(data.window(filled)), slot_flags=True)
     return arr, comp
 
 
@@ -355,7 +366,7 @@ def report_rows(data: VeeData, arr: VeeArrays, comp: VeeArrays) -> list[MeterVee
             last=stamp(int(src.last[i])), expected=int(src.expected[i]),
             received=int(src.received[i]), missing=int(src.missing[i]), gaps=int(src.gaps[i]),
             gap_slots_max=int(src.gap_slots_max[i]), duplicates=int(arr.duplicates[i]),
-            estimated=int(arr.estimated[i]), flags=flags,
+            estimated=int(src.estimated[i]), flags=flags,
         ))
     return out
 
