@@ -18,6 +18,7 @@ from typing import Any, Final, LiteralString
 import numpy as np
 import psycopg
 from numpy.typing import NDArray
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from storage.readings import QUANTITY_IDS
@@ -61,6 +62,34 @@ def _long(rows: Sequence[tuple[Any, ...]]) -> LongSeries:
     m, t, v = zip(*rows, strict=True)
     return LongSeries(np.asarray(m, dtype=np.int64), np.asarray(t, dtype=np.float64),
                       np.asarray(v, dtype=np.float64))
+
+
+async def _fetch_long(
+    conn: psycopg.AsyncConnection[Any], query: LiteralString, params: dict[str, Any], *,
+    flag: bool = False,
+) -> tuple[LongSeries, dict[int, bool]]:
+    """Run a (meter, epoch, value[, flag]) query, aggregated per meter into arrays.
+
+    Aggregating server-side and loading the float arrays in binary keeps Python out of the
+    per-reading path (about 5× faster than row tuples for a few hundred thousand readings).
+    Returns the series and, per meter, the OR of the fourth column (``flag=True``).
+    """
+    inner = sql.SQL(query) if flag else sql.SQL("SELECT x.*, false FROM ({}) x").format(
+        sql.SQL(query))
+    wrapped = sql.SQL(
+        "SELECT q.m, array_agg(q.t), array_agg(q.v), bool_or(q.f) "
+        "FROM ({}) q(m, t, v, f) GROUP BY q.m"
+    ).format(inner)
+    async with conn.cursor(binary=True) as cur:
+        await cur.execute(wrapped, params)
+        rows = await cur.fetchall()
+    if not rows:
+        return _long([]), {}
+    sizes = np.array([len(r[1]) for r in rows], dtype=np.int64)
+    meter = np.repeat(np.array([r[0] for r in rows], dtype=np.int64), sizes)
+    epoch = np.concatenate([np.asarray(r[1], dtype=np.float64) for r in rows])
+    value = np.concatenate([np.asarray(r[2], dtype=np.float64) for r in rows])
+    return LongSeries(meter, epoch, value), {int(r[0]): bool(r[3]) for r in rows}
 
 
 _METERS: Final[LiteralString] = """
@@ -155,10 +184,8 @@ async def interval_energy(
         "iq": Q_INTERVAL_REVERSE if reverse else Q_INTERVAL,
         "rq": Q_REVERSE if reverse else Q_FORWARD,
     }
-    cur = await conn.execute(_INTERVALS, params)
-    rows = await cur.fetchall()
-    derived = {int(r[0]) for r in rows if r[3]}
-    return _long([r[:3] for r in rows]), derived
+    series, flags = await _fetch_long(conn, _INTERVALS, params, flag=True)
+    return series, {m for m, f in flags.items() if f}
 
 
 _REGISTER_SLOTS: Final[LiteralString] = """
@@ -174,9 +201,9 @@ async def register_readings(
     """Actual register readings with timestamps in (start, end]."""
     if not ids:
         return _long([])
-    cur = await conn.execute(_REGISTER_SLOTS, {"ids": ids, "rq": quantity, "start": start,
-                                               "end": end})
-    return _long(await cur.fetchall())
+    series, _ = await _fetch_long(conn, _REGISTER_SLOTS, {"ids": ids, "rq": quantity,
+                                                          "start": start, "end": end})
+    return series
 
 
 _CONFLICTS: Final[LiteralString] = """
@@ -214,9 +241,10 @@ async def revisions(
     """Latest revision of one origin per (meter, ts) in (start, end]."""
     if not ids:
         return _long([])
-    cur = await conn.execute(_ESTIMATES, {"ids": ids, "q": quantity, "origin": origin,
-                                          "start": start, "end": end})
-    return _long(await cur.fetchall())
+    series, _ = await _fetch_long(conn, _ESTIMATES, {"ids": ids, "q": quantity,
+                                                     "origin": origin, "start": start,
+                                                     "end": end})
+    return series
 
 
 _OUTAGES: Final[LiteralString] = """
