@@ -34,7 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from collector.mqtt import MqttCollector, MqttLink
+from collector.mqtt import MqttCollector, MqttLink, heartbeat_age
 from protocols.dlt645 import ReadResponse, pack
 from protocols.mqtt import (
     EventCode,
@@ -287,6 +287,7 @@ async def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
            "--max-group-messages", "4"]
 
     log = tmp_path / "collector.log"
+    heartbeat = Path(rig.settings.state_dir) / "collector" / f"{rig.client_id}.json"
 
     def start() -> subprocess.Popen[bytes]:
         with log.open("ab") as fh:
@@ -318,6 +319,8 @@ async def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
                         "every reading after the restart")
         await asyncio.sleep(0.5)  # any late duplicate would have to fit the primary key
         _assert_exactly(rig)
+        age = heartbeat_age(heartbeat)
+        assert age is not None and age < 60
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -326,6 +329,7 @@ async def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
             except subprocess.TimeoutExpired:
                 proc.kill()
         conc.close()
+    heartbeat.unlink(missing_ok=True)
     assert proc.returncode == 0, log.read_text()
     assert "SIGKILL" not in log.read_text() and "Traceback" not in log.read_text()
 
