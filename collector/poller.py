@@ -295,7 +295,7 @@ class Poller:
             psycopg.OperationalError: The database cannot be reached.
             Unreachable: The DTU listener cannot bind.
         """
-        self._conn = await psycopg.AsyncConnection.connect(self.db_url, autocommit=True)
+        await self._db()
         await self.refresh_archive()
         if any(g.mode == "listen" for g in self.gateways.values()):
             listen = {gid: link for gid, link in self.links.items()
@@ -337,9 +337,9 @@ class Poller:
     # ----------------------------------------------------------------- archive
     async def refresh_archive(self) -> None:
         """Reload meters and gateways; open links for new gateways."""
-        assert self._conn is not None
         meters, gateways = await load_poll_archive(
-            self._conn, now=self.clock.now(), default_interval=self.config.schedule.interval_min)
+            await self._db(), now=self.clock.now(),
+            default_interval=self.config.schedule.interval_min)
         self.meters = {m.number: m for m in meters}
         self.gateways = {g.id: g for g in gateways}
         used = {m.gateway_id: m.protocol for m in meters}
@@ -378,11 +378,22 @@ class Poller:
     def _add(self, source: str, row: RegisterRow) -> None:
         self._rows.append((source, row))
 
+    async def _db(self) -> psycopg.AsyncConnection[Any]:
+        """The database connection, reopened after a loss."""
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = await psycopg.AsyncConnection.connect(self.db_url, autocommit=True)
+        return self._conn
+
     async def flush(self) -> None:
-        """Commit buffered readings, quarantined faults and meter events in one transaction."""
-        if self._conn is None or not (self._rows or self._faults or self._events):
+        """Commit buffered readings, quarantined faults and meter events in one transaction.
+
+        Raises:
+            psycopg.Error: The commit failed; everything stays buffered for the next flush.
+        """
+        if not (self._rows or self._faults or self._events):
             return
         async with self._db_lock:
+            conn = await self._db()
             rows, self._rows = self._rows, []
             faults, self._faults = self._faults, []
             self._faults_queued.clear()
@@ -392,21 +403,21 @@ class Poller:
                 by_source[source].append(row)
             received = self.clock.now()
             try:
-                async with self._conn.transaction():
+                async with conn.transaction():
                     for source, group in by_source.items():
-                        res = await ingest(self._conn, group, source=source,
+                        res = await ingest(conn, group, source=source,
                                            received_at=received)
                         self.stats.inserted += res.inserted
                         self.stats.duplicates += res.duplicates
                         self.stats.conflicts += res.conflicts
                     for gid, ev in faults:
                         await quarantine.add(
-                            self._conn, source=f"dlt645:{gid}", kind="dlt645-frame",
+                            conn, source=f"dlt645:{gid}", kind="dlt645-frame",
                             raw=ev.raw, reason=ev.reason, message=ev.message,
                             context={"gateway": gid},
                         )
                     for meter_id, ts, code, detail, source in events:
-                        await self._conn.execute(
+                        await conn.execute(
                             "INSERT INTO meter_event (meter_id, ts, code, detail, source) "
                             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                             (meter_id, ts, code, Jsonb(detail), source),
@@ -424,15 +435,13 @@ class Poller:
             await self.flush()
 
     async def _stored_slot(self, slot: datetime, ids: list[int]) -> set[int]:
-        assert self._conn is not None
-        cur = await self._conn.execute(
+        cur = await (await self._db()).execute(
             "SELECT meter_id FROM register_reading WHERE quantity_id = %s AND ts = %s "
             "AND meter_id = ANY(%s)", (QUANTITY_IDS[FORWARD], slot, ids))
         return {int(r[0]) for r in await cur.fetchall()}
 
     async def _stored_freezes(self, days: list[date], ids: list[int]) -> set[tuple[int, date]]:
-        assert self._conn is not None
-        cur = await self._conn.execute(
+        cur = await (await self._db()).execute(
             "SELECT meter_id, ts FROM register_reading WHERE quantity_id = %s "
             "AND ts = ANY(%s) AND meter_id = ANY(%s)",
             (QUANTITY_IDS[FROZEN], [local_midnight(d, self.tz) for d in days], ids))
@@ -562,12 +571,14 @@ class Poller:
             return
         version = _VERSIONS[m.protocol]
         link = self.links[m.gateway_id]
+        rows = []  # all of a meter's slot readings, or none: a retry then reads them all
         for q in wanted:
             result = await link.read(m.number, _ENERGY_DI[version][q], version=version)
             value = result.values().get(q)
             if isinstance(value, int | float):
-                self._add(f"dlt645:{m.gateway_id}",
-                          RegisterRow(m.id, QUANTITY_IDS[q], slot, float(value)))
+                rows.append(RegisterRow(m.id, QUANTITY_IDS[q], slot, float(value)))
+        for row in rows:
+            self._add(f"dlt645:{m.gateway_id}", row)
 
     async def _read_freeze(self, m: PollMeter, day: date) -> None:
         link = self.links[m.gateway_id]
@@ -580,11 +591,14 @@ class Poller:
         parts = [(0x05060100 + n, FROZEN)]
         if m.bidirectional:
             parts.append((0x05060200 + n, FROZEN_REVERSE))
+        rows = []  # all of a freeze's values, or none
         for di, q in parts:
             value = (await link.read(m.number, di)).values().get(q)
             if isinstance(value, int | float):
-                self._add(source, RegisterRow(m.id, QUANTITY_IDS[q], label, float(value),
-                                              meter_ts=label))
+                rows.append(RegisterRow(m.id, QUANTITY_IDS[q], label, float(value),
+                                        meter_ts=label))
+        for row in rows:
+            self._add(source, row)
 
     async def _meter_time(self, link: Dlt645Link, m: PollMeter) -> tuple[datetime, datetime]:
         d = (await link.read(m.number, 0x04000101)).values().get("date")
