@@ -269,3 +269,26 @@ def test_collector_config_from_a_settings_table() -> None:
     assert "generic-dtu" in config.dtu_models
     with pytest.raises(ValueError, match="unknown collector setting"):
         CollectorConfig.from_mapping({"timout": 1})
+
+
+async def test_a_lost_database_connection_keeps_the_readings_for_the_next_commit(
+    fresh_db: str,
+) -> None:
+    clock = FixedClock(datetime(2026, 1, 2, 10, 1, tzinfo=TZ))
+    sc = _scenario(modbus_share=0.0, dlt645_share=1.0)
+    async with Fleet(sc, clock=clock) as fleet:
+        await _load(fresh_db, fleet)
+        w = fleet.world
+        number = next(w.m_number[m] for m in range(w.M)
+                      if not w.silent(m, clock.now().timestamp()))
+        async with Poller(db_url=fresh_db, clock=clock, tz=TZ, config=_config()) as poller:
+            conn = await poller._db()
+            async with await psycopg.AsyncConnection.connect(fresh_db, autocommit=True) as adm:
+                await adm.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+            with pytest.raises(psycopg.OperationalError):
+                await poller.read_relay_state(number)  # read, then the commit fails
+            clock.t += timedelta(minutes=1)
+            await poller.read_relay_state(number)  # reconnects; both readings committed
+        rows = await _rows(fresh_db, "SELECT count(*) FROM register_reading WHERE "
+                           "quantity_id = 60")
+        assert rows == [(2,)]
