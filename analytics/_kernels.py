@@ -99,6 +99,98 @@ def _area_segments(area, role, n_areas, counts):
     return status
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _line_loss_block(
+    a_lo, a_hi, fwd, rev, fwd_est, rev_est, order, seg_ptr, role, multiplier, bidirectional,
+    modulus, ex_ptr, ex_period, ex_old_end, ex_new_start, ex_old_end_rev, ex_new_start_rev, acc,
+):
+    """Areas ``a_lo`` … ``a_hi − 1`` of ``_line_loss_accumulate`` (serial)."""
+    n_periods = fwd.shape[1] - 1
+    has_rev = rev.shape[0] > 0
+    has_fe = fwd_est.shape[0] > 0
+    has_re = rev_est.shape[0] > 0
+    has_order = order.shape[0] > 0
+    has_ex = ex_ptr.shape[0] > 0
+    for a in range(a_lo, a_hi):
+        lo = seg_ptr[a]
+        hi = seg_ptr[a + 1]
+        for p in range(n_periods):
+            supply = 0.0
+            sales = 0.0
+            est_sales = 0.0
+            miss_supply = 0
+            miss_sales = 0
+            not_actual = 0
+            n_supply = 0
+            cust_total = 0
+            cust_present = 0
+            for kk in range(lo, hi):
+                m = order[kk] if has_order else kk
+                sup = role[m] == 1
+                mult = multiplier[m]
+                mod = modulus[m]
+                exchanged = has_ex and ex_ptr[m] < ex_ptr[m + 1]
+                # forward term: supply side for a supply meter, sales side for a customer
+                if exchanged:
+                    e = _term_energy(fwd, m, p, mod, ex_ptr, ex_period, ex_old_end, ex_new_start)
+                else:
+                    e = _wrapped_delta(fwd[m, p], fwd[m, p + 1], mod)
+                est = has_fe and (fwd_est[m, p] or fwd_est[m, p + 1])
+                ok = not np.isnan(e)
+                if sup:
+                    n_supply += 1
+                    not_actual += 0 if (ok and not est) else 1
+                    if ok:
+                        supply += e * mult
+                    else:
+                        miss_supply += 1
+                else:
+                    cust_total += 1
+                    if ok:
+                        cust_present += 1
+                        sales += e * mult
+                        if est:
+                            est_sales += e * mult
+                    else:
+                        miss_sales += 1
+                if not (has_rev and bidirectional[m]):
+                    continue
+                # reverse term: sales side for a supply meter, supply side for a customer
+                if exchanged:
+                    e = _term_energy(
+                        rev, m, p, mod, ex_ptr, ex_period, ex_old_end_rev, ex_new_start_rev
+                    )
+                else:
+                    e = _wrapped_delta(rev[m, p], rev[m, p + 1], mod)
+                est = has_re and (rev_est[m, p] or rev_est[m, p + 1])
+                ok = not np.isnan(e)
+                if sup:
+                    n_supply += 1
+                    not_actual += 0 if (ok and not est) else 1
+                    if ok:
+                        sales += e * mult
+                        if est:
+                            est_sales += e * mult
+                    else:
+                        miss_sales += 1
+                else:
+                    cust_total += 1
+                    if ok:
+                        cust_present += 1
+                        supply += e * mult
+                    else:
+                        miss_supply += 1
+            acc[a, p, Q_SUPPLY] = supply
+            acc[a, p, Q_SALES] = sales
+            acc[a, p, Q_EST_SALES] = est_sales
+            acc[a, p, Q_MISS_SUPPLY] = miss_supply
+            acc[a, p, Q_MISS_SALES] = miss_sales
+            acc[a, p, Q_SUPPLY_NOT_ACTUAL] = not_actual
+            acc[a, p, Q_N_SUPPLY] = n_supply
+            acc[a, p, Q_CUST_TOTAL] = cust_total
+            acc[a, p, Q_CUST_PRESENT] = cust_present
+
+
 @njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
 def _line_loss_accumulate(
     fwd,
@@ -141,80 +233,13 @@ def _line_loss_accumulate(
         acc: (A, P, N_Q) output.
     """
     n_areas = seg_ptr.shape[0] - 1
-    n_periods = fwd.shape[1] - 1
-    has_rev = rev.shape[0] > 0
-    has_fe = fwd_est.shape[0] > 0
-    has_re = rev_est.shape[0] > 0
-    has_order = order.shape[0] > 0
-    has_ex = ex_ptr.shape[0] > 0
-    for a in prange(n_areas):
-        lo = seg_ptr[a]
-        hi = seg_ptr[a + 1]
-        for p in range(n_periods):
-            supply = 0.0
-            sales = 0.0
-            est_sales = 0.0
-            miss_supply = 0
-            miss_sales = 0
-            not_actual = 0
-            n_supply = 0
-            cust_total = 0
-            cust_present = 0
-            for kk in range(lo, hi):
-                m = order[kk] if has_order else kk
-                sup = role[m] == 1
-                mult = multiplier[m]
-                mod = modulus[m]
-                n_terms = 2 if (has_rev and bidirectional[m]) else 1
-                for t in range(n_terms):
-                    if t == 0:
-                        if has_ex and ex_ptr[m] < ex_ptr[m + 1]:
-                            e = _term_energy(
-                                fwd, m, p, mod, ex_ptr, ex_period, ex_old_end, ex_new_start
-                            )
-                        else:
-                            e = _wrapped_delta(fwd[m, p], fwd[m, p + 1], mod)
-                        est = has_fe and (fwd_est[m, p] or fwd_est[m, p + 1])
-                        supply_side = sup
-                    else:
-                        if has_ex and ex_ptr[m] < ex_ptr[m + 1]:
-                            e = _term_energy(
-                                rev, m, p, mod, ex_ptr, ex_period, ex_old_end_rev,
-                                ex_new_start_rev,
-                            )
-                        else:
-                            e = _wrapped_delta(rev[m, p], rev[m, p + 1], mod)
-                        est = has_re and (rev_est[m, p] or rev_est[m, p + 1])
-                        supply_side = not sup
-                    missing = np.isnan(e)
-                    if sup:
-                        n_supply += 1
-                        if missing or est:
-                            not_actual += 1
-                    else:
-                        cust_total += 1
-                        if not missing:
-                            cust_present += 1
-                    if missing:
-                        if supply_side:
-                            miss_supply += 1
-                        else:
-                            miss_sales += 1
-                    elif supply_side:
-                        supply += e * mult
-                    else:
-                        sales += e * mult
-                        if est:
-                            est_sales += e * mult
-            acc[a, p, Q_SUPPLY] = supply
-            acc[a, p, Q_SALES] = sales
-            acc[a, p, Q_EST_SALES] = est_sales
-            acc[a, p, Q_MISS_SUPPLY] = miss_supply
-            acc[a, p, Q_MISS_SALES] = miss_sales
-            acc[a, p, Q_SUPPLY_NOT_ACTUAL] = not_actual
-            acc[a, p, Q_N_SUPPLY] = n_supply
-            acc[a, p, Q_CUST_TOTAL] = cust_total
-            acc[a, p, Q_CUST_PRESENT] = cust_present
+    block = 64
+    for b in prange((n_areas + block - 1) // block):
+        _line_loss_block(
+            b * block, min(n_areas, (b + 1) * block), fwd, rev, fwd_est, rev_est, order,
+            seg_ptr, role, multiplier, bidirectional, modulus, ex_ptr, ex_period, ex_old_end,
+            ex_new_start, ex_old_end_rev, ex_new_start_rev, acc,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
