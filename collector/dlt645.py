@@ -361,20 +361,72 @@ class LinkStats:
     dropped_frames: int = 0
 
 
-class _Connection:
-    """One live TCP connection of a link and its reader task."""
+class _Connection(asyncio.Protocol):
+    """One live TCP connection of a link: the loop hands received bytes straight to it."""
 
-    def __init__(self, link: Dlt645Link, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, stream: DtuStream,
+    def __init__(self, link: Dlt645Link, stream: DtuStream,
                  idle_timeout: float | None = None) -> None:
         self.link = link
-        self.idle_timeout = idle_timeout
-        self.reader = reader
-        self.writer = writer
         self.stream = stream
+        self.idle_timeout = idle_timeout
+        self.transport: asyncio.Transport | None = None
         self.queue: asyncio.Queue[object] = asyncio.Queue()
         self.closed = False
-        self.task = asyncio.create_task(self._read_loop())
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._idle: asyncio.TimerHandle | None = None
+        self._gone = asyncio.Event()
+
+    # asyncio.Protocol callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport and start the idle watch."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        """Split and route received bytes."""
+        log.debug("gateway %s rx %s", self.link.gateway_id, data.hex(" "))
+        self._arm_idle()
+        self.handle(self.stream.feed(data))
+
+    def eof_received(self) -> bool:
+        """The peer closed its side: close ours."""
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Wake a waiting request and tell the link."""
+        if self._idle is not None:
+            self._idle.cancel()
+        self._writable.set()
+        if exc is not None:
+            log.info("gateway %s: connection lost (%s)", self.link.gateway_id, exc)
+        self.closed = True
+        self._gone.set()
+        self.queue.put_nowait(_CLOSED)
+        self.link._lost(self)
+
+    def pause_writing(self) -> None:
+        """The send buffer is full."""
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        """The send buffer drained."""
+        self._writable.set()
+
+    # helpers
+    def _arm_idle(self) -> None:
+        if self.idle_timeout is None:
+            return
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = asyncio.get_running_loop().call_later(self.idle_timeout, self._silent)
+
+    def _silent(self) -> None:
+        log.info("gateway %s: DTU silent for %.0f s, dropped", self.link.gateway_id,
+                 self.idle_timeout or 0.0)
+        if self.transport is not None:
+            self.transport.close()
 
     def _put(self, item: object) -> None:
         if self.queue.qsize() >= QUEUE_MAX:
@@ -402,28 +454,18 @@ class _Connection:
                 log.warning("gateway %s: DTU re-registered as %s", link.gateway_id,
                             ev.gateway_id)
 
-    async def _read_loop(self) -> None:
-        try:
-            while True:
-                if self.idle_timeout is None:
-                    data = await self.reader.read(4096)
-                else:  # a DTU sends heartbeats: silence means the link is dead
-                    async with asyncio.timeout(self.idle_timeout):
-                        data = await self.reader.read(4096)
-                if not data:
-                    break
-                log.debug("gateway %s rx %s", self.link.gateway_id, data.hex(" "))
-                self.handle(self.stream.feed(data))
-        except TimeoutError:
-            log.info("gateway %s: DTU silent for %.0f s, dropped", self.link.gateway_id,
-                     self.idle_timeout or 0.0)
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            log.info("gateway %s: connection lost (%s)", self.link.gateway_id, exc)
-        finally:
-            self.writer.close()
-            self.closed = True
-            self.queue.put_nowait(_CLOSED)
-            self.link._lost(self)
+    async def send(self, data: bytes) -> None:
+        """Write a request (waits only while the send buffer is full).
+
+        Raises:
+            ConnectionResetError: The connection is closed.
+        """
+        if self.closed or self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("the connection is closed")
+        log.debug("gateway %s tx %s", self.link.gateway_id, data.hex(" "))
+        self.transport.write(data)
+        if not self._writable.is_set():
+            await self._writable.wait()
 
     def drain(self) -> int:
         """Drop frames that arrived while no request was outstanding; return how many."""
@@ -437,14 +479,13 @@ class _Connection:
         return n
 
     async def close(self) -> None:
-        """Close the socket and stop the reader."""
+        """Close the socket and wait (briefly) until the loop has let it go."""
         self.closed = True
-        self.writer.close()
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self.task
-        with contextlib.suppress(Exception):
-            await self.writer.wait_closed()
+        if self.transport is not None:
+            self.transport.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._gone.wait()
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,25 +571,22 @@ class Dlt645Link:
             self._attached.clear()
             self.stats.drops += 1
 
-    async def attach(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     stream: DtuStream, leftover: list[StreamEvent]) -> None:
-        """Adopt a connection a DTU opened (called by :class:`DtuListener`).
+    def adopt(self, conn: _Connection, leftover: list[StreamEvent]) -> None:
+        """Take over a connection a DTU opened (called by :class:`DtuListener`).
 
         Args:
-            reader: The stream reader.
-            writer: The stream writer.
-            stream: The splitter that has read the registration.
+            conn: The connection, already registered.
             leftover: Events decoded after the registration line.
         """
         old = self._conn
-        conn = _Connection(self, reader, writer, stream,
-                           idle_timeout=3 * self.model.heartbeat_s)
         self._conn = conn
         self.stats.connects += 1
         conn.handle(leftover)
         self._attached.set()
-        if old is not None:
-            await old.close()
+        if old is not None and old is not conn:
+            old.closed = True
+            if old.transport is not None:
+                old.transport.close()
 
     async def _ensure(self) -> _Connection:
         conn = self._conn
@@ -564,19 +602,18 @@ class Dlt645Link:
             if conn is None:
                 raise Unreachable(f"DTU {self.gateway_id} dropped", endpoint=self.endpoint)
             return conn
+        loop = asyncio.get_running_loop()
+        conn = _Connection(self, DtuStream(()))
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self._host, self._port,
-                                        ssl=self.params.tls if self._tls else None),
-                self.params.connect_timeout,
-            )
+            async with asyncio.timeout(self.params.connect_timeout):
+                await loop.create_connection(lambda: conn, self._host, self._port,
+                                             ssl=self.params.tls if self._tls else None)
         except TimeoutError as exc:
             raise Unreachable(f"connecting to {self.url} timed out",
                               endpoint=self.endpoint) from exc
         except OSError as exc:
             raise Unreachable(f"cannot connect to {self.url}: {exc.strerror or exc}",
                               endpoint=self.endpoint) from exc
-        conn = _Connection(self, reader, writer, DtuStream(()))
         self._conn = conn
         self.stats.connects += 1
         return conn
@@ -604,9 +641,7 @@ class Dlt645Link:
                 conn = await self._ensure()
                 self.stats.stale += conn.drain()
                 try:
-                    log.debug("gateway %s tx %s", self.gateway_id, data.hex(" "))
-                    conn.writer.write(data)
-                    await conn.writer.drain()
+                    await conn.send(data)
                 except OSError as exc:
                     await conn.close()
                     self._lost(conn)
@@ -754,6 +789,51 @@ def frame_bytes(frame: Frame) -> bytes:
 # --------------------------------------------------------------------------------------------
 # The DTU listener
 # --------------------------------------------------------------------------------------------
+class _Handshake(asyncio.Protocol):
+    """A DTU connection until it registers (then its link's :class:`_Connection` takes over)."""
+
+    def __init__(self, listener: DtuListener) -> None:
+        self.listener = listener
+        self.stream = DtuStream(listener.models)
+        self.transport: asyncio.Transport | None = None
+        self.peer: Any = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._done = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Start the registration timer."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername")
+        self._timer = asyncio.get_running_loop().call_later(
+            self.listener.registration_timeout, self._timeout)
+
+    def _timeout(self) -> None:
+        log.info("DTU at %s did not register", self.peer)
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        """Look for the registration line."""
+        if self._done:
+            return
+        events = self.stream.feed(data)
+        for i, ev in enumerate(events):
+            if isinstance(ev, Registered):
+                self._done = True
+                if self._timer is not None:
+                    self._timer.cancel()
+                self.listener.registered(self, ev.gateway_id, events[i + 1:])
+                return
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Stop the timer."""
+        if exc is not None:
+            log.debug("DTU at %s left before registering: %s", self.peer, exc)
+        if self._timer is not None:
+            self._timer.cancel()
+
+
 class DtuListener:
     """TCP (or TLS) server where DTUs connect in and register with their gateway id.
 
@@ -780,7 +860,6 @@ class DtuListener:
         self.tls = tls
         self.unknown = 0
         self._server: asyncio.AbstractServer | None = None
-        self._pending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Bind and serve.
@@ -788,45 +867,29 @@ class DtuListener:
         Raises:
             Unreachable: The address cannot be bound.
         """
+        loop = asyncio.get_running_loop()
         try:
-            self._server = await asyncio.start_server(self._on_client, self.host, self.port,
-                                                      ssl=self.tls)
+            self._server = await loop.create_server(lambda: _Handshake(self), self.host,
+                                                    self.port, ssl=self.tls)
         except OSError as exc:
             raise Unreachable(f"cannot listen on {self.host}:{self.port}: {exc}",
                               endpoint=f"{self.host}:{self.port}") from exc
         self.port = int(self._server.sockets[0].getsockname()[1])
 
-    async def _on_client(self, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
-        stream = DtuStream(self.models)
-        peer = writer.get_extra_info("peername")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.registration_timeout
-        try:
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise TimeoutError
-                data = await asyncio.wait_for(reader.read(4096), remaining)
-                if not data:
-                    writer.close()
-                    return
-                events = stream.feed(data)
-                for i, ev in enumerate(events):
-                    if isinstance(ev, Registered):
-                        link = self.links.get(ev.gateway_id)
-                        if link is None:
-                            self.unknown += 1
-                            log.warning("DTU at %s registered as unknown gateway %r", peer,
-                                        ev.gateway_id)
-                            writer.close()
-                            return
-                        log.info("DTU %s registered from %s", ev.gateway_id, peer)
-                        await link.attach(reader, writer, stream, events[i + 1:])
-                        return
-        except (TimeoutError, OSError):
-            log.info("DTU at %s did not register", peer)
-            writer.close()
+    def registered(self, hs: _Handshake, gateway_id: str, leftover: list[StreamEvent]) -> None:
+        """A new connection said who it is: hand it to its link, or turn it away."""
+        assert hs.transport is not None
+        link = self.links.get(gateway_id)
+        if link is None:
+            self.unknown += 1
+            log.warning("DTU at %s registered as unknown gateway %r", hs.peer, gateway_id)
+            hs.transport.close()
+            return
+        log.info("DTU %s registered from %s", gateway_id, hs.peer)
+        conn = _Connection(link, hs.stream, idle_timeout=3 * link.model.heartbeat_s)
+        hs.transport.set_protocol(conn)
+        conn.connection_made(hs.transport)
+        link.adopt(conn, leftover)
 
     async def close(self) -> None:
         """Stop accepting connections (links close their own)."""
