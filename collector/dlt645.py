@@ -16,6 +16,10 @@ Connection directions (CONTRACTS.md ``[[gateway]] mode``):
   are per-model settings, see :class:`DtuModel`). The listener hands the connection to the
   gateway's link; a request waits up to the timeout for the DTU to (re)register.
 
+Connections are asyncio protocols: the event loop hands received bytes straight to the splitter
+and a waiting request wakes on the matching frame. A DTU silent for three heartbeat periods is
+dropped and may register again.
+
 Garbage bytes and corrupt frames are counted and reported through ``on_fault`` (the poller
 quarantines them as ``dlt645-frame``); a reply that does not answer the outstanding request
 (a late reply after a timeout, another meter's frame) is counted as stale and ignored.
