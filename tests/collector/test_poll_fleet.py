@@ -292,3 +292,43 @@ async def test_a_lost_database_connection_keeps_the_readings_for_the_next_commit
         rows = await _rows(fresh_db, "SELECT count(*) FROM register_reading WHERE "
                            "quantity_id = 60")
         assert rows == [(2,)]
+
+
+async def test_a_1997_meter_is_polled_with_its_own_identifiers(fresh_db: str) -> None:
+    from protocols.dlt645 import (
+        FrameDecoder,
+        ReadRequest,
+        ReadResponse,
+        Version,
+        decode_message,
+        pack,
+    )
+
+    seen: list[int] = []
+
+    async def meter97(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        decoder = FrameDecoder()
+        while data := await reader.read(4096):
+            decoder.feed(data)
+            for frame in decoder:
+                msg, _ = decode_message(frame, Version.V1997)
+                assert isinstance(msg, ReadRequest)
+                seen.append(msg.di)
+                writer.write(pack(ReadResponse.from_values(msg.address, msg.di, [321.5],
+                                                           version=Version.V1997)))
+        writer.close()
+
+    server = await asyncio.start_server(meter97, "127.0.0.1", 0)
+    url = f"tcp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with await psycopg.AsyncConnection.connect(fresh_db) as conn:
+        await conn.execute("INSERT INTO gateway (id, url) VALUES ('G97', %s)", (url,))
+        await conn.execute("INSERT INTO meter (number, protocol, gateway_id, interval_min) "
+                           "VALUES ('000000001997', 'dlt645-1997', 'G97', 30)")
+        await conn.commit()
+    clock = FixedClock(datetime(2026, 1, 2, 10, 31, tzinfo=TZ))
+    async with Poller(db_url=fresh_db, clock=clock, tz=TZ, config=_config()) as poller:
+        await poller.run_cycle()
+    server.close()
+    assert seen == [0x9010]  # the energy register only: 1997 meters keep no daily freezes
+    rows = await _rows(fresh_db, "SELECT ts, value FROM register_reading")
+    assert rows == [(datetime(2026, 1, 2, 10, 30, tzinfo=TZ), 321.5)]
