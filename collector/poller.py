@@ -705,14 +705,23 @@ class Poller:
     def next_wake(self) -> datetime:
         """When the next cycle is due: the first slot boundary after the last cycle began.
 
-        A slot that began while a cycle ran is due at once (the instant is in the past). When
-        slot reads failed, a retry pass (补抄 within the slot) comes first, half-way through
-        the rest of the slot's grace window; it reads only what is still missing.
+        A slot that began while a cycle ran is due at once (the instant is in the past). The
+        daily freeze read time (00:05) is a wake-up of its own. When slot reads failed, a
+        retry pass (补抄 within the slot) comes first, half-way through the rest of the slot's
+        grace window; it reads only what is still missing.
         """
         now = self._cycle_started or self.clock.now()
         intervals = {m.interval_min for m in self.meters.values()} or {
             self.config.schedule.interval_min}
         wake = min(next_slot(now, i, self.tz) for i in intervals)
+        if any(m.protocol == "dlt645-2007" for m in self.meters.values()):
+            local = now.astimezone(self.tz)  # the daily freezes are read from 00:05
+            freeze = datetime.combine(local.date(), self.config.schedule.freeze_read_from,
+                                      tzinfo=self.tz)
+            if freeze <= now:
+                freeze = datetime.combine(local.date() + timedelta(days=1),
+                                          self.config.schedule.freeze_read_from, tzinfo=self.tz)
+            wake = min(wake, freeze)
         if self._retry_at is not None and self._retry_at < wake:
             return self._retry_at
         return wake
