@@ -69,6 +69,8 @@ CHUNK = 2000
 CREATED_BY = "vee"
 #: Slot rules whose per-day breakdown comes from the slot mask.
 SLOT_RULES = ("gap", "negative_consumption", "read_after_removal")
+#: Rules about what arrived: for register meters counted on the register readings.
+COUNTED_RULES = ("gap", "read_after_removal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +342,7 @@ def run_validation(data: VeeData, estimated: NDArray[np.bool_],
         # an estimate fills a missing slot of the counted quantity (the register)
         filled = estimated & np.isnan(data.presence)
         comp = validate(np.ascontiguousarray(data.window(data.presence)), slots_per_day=spd,
+                        removed_slot=removed,
                         estimated=np.ascontiguousarray(data.window(filled)), slot_flags=True)
     return arr, comp
 
@@ -355,12 +358,12 @@ def report_rows(data: VeeData, arr: VeeArrays, comp: VeeArrays) -> list[MeterVee
         return None if s < 0 else (w_start + (s + 1) * step).isoformat()
 
     out = []
-    gap_col = RULES.index("gap")
     for i, m in enumerate(data.meters):
         src = comp if data.derived[i] else arr
         flags = arr.flags(i)
-        if data.derived[i]:
-            flags["gap"] = int(comp.counts[i, gap_col])
+        if data.derived[i]:  # rules about arrival: on the register readings
+            for rule in COUNTED_RULES:
+                flags[rule] = int(comp.counts[i, RULES.index(rule)])
         out.append(MeterVee(
             meter=m.number, interval=g.interval, first=stamp(int(src.first[i])),
             last=stamp(int(src.last[i])), expected=int(src.expected[i]),
@@ -385,7 +388,7 @@ def day_flag_rows(data: VeeData, arr: VeeArrays, comp: VeeArrays,
     for k, rule in enumerate(RULES):
         bit = np.uint16(1 << k)
         if rule in SLOT_RULES:
-            src = np.where(data.derived[:, None], csf, sf) if rule == "gap" else sf
+            src = np.where(data.derived[:, None], csf, sf) if rule in COUNTED_RULES else sf
             per[:, :, k] += ((src & bit) != 0).reshape(n, days, spd).sum(axis=2)
             if rule == "negative_consumption":
                 per[:, :, k] += (arr.day_flags & bit) != 0

@@ -17,7 +17,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import pytest
 
 from analytics.screening_db import vee_screen_command
 from analytics.suspects_db import analyze_suspects_command
-from analytics.vee_db import vee_approve_command, vee_run_command
+from analytics.vee_db import vee_approve_command, vee_report_command, vee_run_command
 from tests.analytics_db.conftest import settings_for
 from tests.analytics_db.simdb import area_truth, load_world, make_world
 from tests.simulators.helpers import ALL_FAULTS
@@ -265,3 +265,52 @@ def test_manual_read_screening(new_db: Any, tmp_path: Path,
         n = conn.execute("SELECT count(*) FROM manual_read_score").fetchone()[0]
         readers = conn.execute("SELECT count(*) FROM reader_score").fetchone()[0]
     assert n == len(doc["reads"]) and readers == 3
+
+
+def test_vee_on_register_meters(new_db: Any, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """DL/T 645 meters deliver only their energy register every 15 minutes: VEE derives the
+    intervals, counts completeness on the register, fills each missing register slot once,
+    and flags a reading that arrives from a meter after its removal."""
+    world = make_world({"seed": 5, "areas": 1, "meters_per_area": 12, "days": 7, "start": START,
+                        "devices": {"dlt645_share": 1.0, "modbus_share": 0.0,
+                                    "mqtt_share": 0.0},
+                        "load": {"pv_share": 0.0},
+                        "injections": {"missing_slots": 0.01, "exchange": 0.1}})
+    url = new_db()
+    truth = _load(url, world, tmp_path, resolution=1e-4)
+    settings = settings_for(url)
+    removed = next(m for m in truth["meters"] if m["removed"])
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO register_reading (meter_id, quantity_id, ts, value, source) "
+            "SELECT id, 1, removed_at + interval '1 hour', end_reading + 1, 'test' "
+            "FROM meter WHERE number = %s", (removed["number"],))
+        spans = {n: (a, b) for n, a, b in conn.execute(
+            "SELECT m.number, min(r.ts), max(r.ts) FROM register_reading r JOIN meter m "
+            "ON m.id = r.meter_id WHERE r.quantity_id = 1 GROUP BY 1")}
+    assert vee_run_command(settings, url, date_from=START, date_to="2026-03-07",
+                           as_json=True) == 0
+    run = _json(capsys)
+    assert vee_report_command(settings, url, date_from=START, date_to="2026-03-07",
+                              as_json=True) == 0
+    rows = {r["meter"]: r for r in _json(capsys)["meters"]}
+    missing_total = 0
+    # the truth lists a point's missing slots on its first meter
+    by_point = {m["point"]: m["missing"]["slots"] for m in truth["meters"]
+                if not m["installed"]}
+    for m in truth["meters"]:
+        r = rows[m["number"]]
+        first, last = spans[m["number"]]
+        holes = [s for s in by_point[m["point"]] if first < datetime.fromisoformat(s) < last]
+        after = 3 if m["number"] == removed["number"] else 0  # the late read's 3 empty slots
+        assert r["missing"] == len(holes) + after, m["number"]
+        assert r["received"] + r["missing"] == r["expected"]
+        # each missing slot filled once, none after the removal
+        assert r["estimated"] == r["missing"] - after, m["number"]
+        missing_total += r["missing"]
+        want_after = 1 if m["number"] == removed["number"] else 0
+        assert r["flags"]["read_after_removal"] == want_after
+    assert missing_total > 0
+    assert run["estimates"]["written"] >= missing_total
+
