@@ -489,10 +489,14 @@ async def _balance_holds(
         if s is not None:
             supply[(a, date.fromisoformat(label))] = float(s)
 
+    spans: dict[int, list[tuple[str, datetime | None, datetime | None]]] = {}
+    for m, a, vf, vt in members:
+        spans.setdefault(int(m), []).append((str(a), vf, vt))
+
     def area_of(mid: int, at: datetime) -> str | None:
-        for m, a, vf, vt in members:
-            if m == mid and (vf is None or vf <= at) and (vt is None or at < vt):
-                return str(a)
+        for a, vf, vt in spans.get(mid, []):
+            if (vf is None or vf <= at) and (vt is None or at < vt):
+                return a
         return None
 
     by_day: dict[tuple[int, date], list[tuple[int, datetime, float, str, str]]] = {}
