@@ -65,7 +65,7 @@ EXIT_INVALID = 2
 EXIT_USAGE = 64
 
 HISTORY_DAYS = 28
-CHUNK = 2000
+CHUNK = 1000
 CREATED_BY = "vee"
 #: Slot rules whose per-day breakdown comes from the slot mask.
 SLOT_RULES = ("gap", "negative_consumption", "read_after_removal")

@@ -188,7 +188,12 @@ def test_run_estimates_without_hiding_gaps_and_is_idempotent(
             "SELECT DISTINCT method FROM reading_revision WHERE origin = 'estimated' "
             "AND created_by = 'vee'")}
         stored = conn.execute("SELECT count(*), sum(missing) FROM vee_meter_result").fetchone()
+        flags = dict(conn.execute("SELECT rule, sum(count) FROM vee_flag GROUP BY rule"))
     assert n_rev == first["estimates"]["written"]
+    # the per-day flag rows add up to the run's counts of the slot and daily rules
+    for rule in ("gap", "duplicate", "zero_consumption", "spike"):
+        assert flags.get(rule, 0) == first["flags"][rule], rule
+    assert stored[1] == sum(r["missing"] for r in after.values())
     assert methods <= {"linear", "like_day"} and methods
     assert stored[0] == len(after)
     assert vee_run_command(settings, url, date_from="2013-09-01", date_to="2013-10-31",
