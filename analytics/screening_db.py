@@ -175,7 +175,7 @@ async def screen_reads(
             acc[0] += r.reads
             acc[2] += r.skipped
             acc[3] += r.errors
-    readers = []
+    readers: list[dict[str, Any]] = []
     for name, (n_reads, est, skipped, errors) in reader_rows.items():
         score = est + (skipped + errors) / max(n_reads, 1)
         readers.append({"reader": name, "reads": int(n_reads), "estimated": float(est),
@@ -202,9 +202,9 @@ def format_screen(report: ScreenReport) -> str:
                      f"{r.skipped:>5.2f} {r.error:>5.2f}  {', '.join(r.evidence) or '-'}")
     lines.append("")
     lines.append(f"{'reader':<12} {'reads':>6} {'估抄':>6} {'漏抄':>5} {'错抄':>5} {'score':>6}")
-    for r in report.readers:
-        lines.append(f"{r['reader']:<12} {r['reads']:>6} {r['estimated']:>6.2f} "
-                     f"{r['skipped']:>5} {r['errors']:>5} {r['score']:>6.2f}")
+    for rd in report.readers:
+        lines.append(f"{rd['reader']:<12} {rd['reads']:>6} {rd['estimated']:>6.2f} "
+                     f"{rd['skipped']:>5} {rd['errors']:>5} {rd['score']:>6.2f}")
     return "\n".join(lines)
 
 

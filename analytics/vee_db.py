@@ -282,8 +282,8 @@ async def load_vee_data(
     if any(len(h) > 1 for h in mult_hist.values()):
         multiplier = np.ones((n, grid.days))
         for mid, hist in mult_hist.items():
-            for d, b in enumerate(bounds[:-1]):
-                noon = b + timedelta(hours=12)
+            for d, bound in enumerate(bounds[:-1]):
+                noon = bound + timedelta(hours=12)
                 val = hist[0][1]
                 for since, mult in hist:
                     if since <= noon:

@@ -124,8 +124,12 @@ def lineloss(server: str, seeds: list[int]) -> dict[str, Any]:
         scratch, url, truth = _world_db(server, world, intervals=False)
         try:
             s = _settings(url)
-            rep = asyncio.run(_in_tx(url, lambda c, s=s: compute_lineloss(
-                c, s, d_from=date.fromisoformat(START), d_to=_end(10))))
+
+            async def run(conn: Any, s: Any = s) -> Any:
+                return await compute_lineloss(conn, s, d_from=date.fromisoformat(START),
+                                              d_to=_end(10))
+
+            rep = asyncio.run(_in_tx(url, run))
         finally:
             scratch.__exit__()
         t = area_truth(truth)
