@@ -418,11 +418,32 @@ def collect(
         typer.Option("--fleet", help="Fleet file whose [clock] the schedules follow."),
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="One polling cycle, then exit.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 0 only if a running collector's heartbeat is "
+                           "fresh (for health checks).")
+    ] = False,
 ) -> None:
     """Run the collectors (DL/T 645, Modbus, MQTT) for the archive in the database."""
+    if check:
+        from collector.mqtt import heartbeat_age
+
+        settings = load_settings()
+        beats = sorted((settings.state_dir / "collector").glob("*.json"))
+        ages = {p.stem: heartbeat_age(p) for p in beats}
+        for name, age in ages.items():
+            sys.stdout.write(f"{name}: {'no heartbeat' if age is None else f'{age:.0f} s ago'}\n")
+        fresh = [a for a in ages.values() if a is not None and a < 30.0]
+        if not fresh:
+            raise _fail("no collector heartbeat in the last 30 s", 1)
+        raise typer.Exit(EXIT_OK)
+    from collector.poller import CollectorConfig
     from collector.service import collect_command
 
     settings, url = database_for_command()
+    try:
+        config = CollectorConfig.from_mapping(settings.collector)
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"bad setting collector: {exc}", EXIT_USAGE) from None
     if settings.provisioned_broker:
         from meterhub.provision import broker
         from meterhub.provision._util import ProvisionError
@@ -431,7 +452,7 @@ def collect(
             broker.up(settings)
         except ProvisionError as exc:
             raise _fail(str(exc), EXIT_UNREACHABLE) from None
-    raise typer.Exit(collect_command(settings, url, fleet=fleet, once=once))
+    raise typer.Exit(collect_command(settings, url, fleet=fleet, once=once, config=config))
 
 
 @app.command()

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     estimated_max: float = Field(default=5.0, ge=0, le=100)
     low_energy_kwh: float = Field(default=20.0, ge=0)
     log_level: str = "INFO"
+    collector: dict[str, Any] = Field(
+        default_factory=dict,
+        description="collector settings: a [collector] table (timeouts, retries, DTU listener, "
+        "schedules); METERHUB_COLLECTOR takes it as JSON",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -219,6 +224,13 @@ def _env_names(env: dict[str, str]) -> set[str]:
 
 
 def _coerce_env(name: str, raw: str) -> Any:
+    if name == "collector":
+        import json
+
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise SettingsError(ENV_PREFIX + "COLLECTOR", "must be a JSON object") from None
     if name == "loss_band":
         parts = [p.strip() for p in raw.strip("[]() ").split(",")]
         if len(parts) != 2:
