@@ -700,7 +700,7 @@ def vee_run_command(settings: Any, db_url: str, *, date_from: Any, date_to: Any,
     """``meterhub vee run --from DATE --to DATE [--meter N] [--json]``.
 
     Returns:
-        0 (flags and holds are findings), 64 for bad dates.
+        0 (flags and holds are findings), 2 for an unknown meter, 64 for bad dates.
     """
     import psycopg
 
@@ -709,13 +709,19 @@ def vee_run_command(settings: Any, db_url: str, *, date_from: Any, date_to: Any,
     except ValueError as exc:
         return _error(str(exc), as_json, "usage")
 
-    async def run() -> RunSummary:
+    async def run() -> RunSummary | None:
+        from storage import vee as sv
+
         async with await psycopg.AsyncConnection.connect(db_url) as conn, conn.transaction():
+            if meter is not None and await sv.meter_by_number(conn, number=meter) is None:
+                return None
             with _Progress("vee run") as bar:
                 return await vee_run(conn, settings, d_from=d_from, d_to=d_to, meter=meter,
                                      balance_step_pp=balance_step_pp, progress=bar)
 
     summary = asyncio.run(run())
+    if summary is None:
+        return _error(f"meter {meter} is not in the archive", as_json, "unknown_meter")
     if as_json:
         _print(summary.to_dict())
     else:
