@@ -51,6 +51,7 @@ from analytics.vee import (
     METHODS,
     REASONS,
     RULES,
+    SLOT_RULES,
     MeterVee,
     VeeArrays,
     VeeReport,
@@ -67,8 +68,6 @@ EXIT_USAGE = 64
 HISTORY_DAYS = 28
 CHUNK = 1000
 CREATED_BY = "vee"
-#: Slot rules whose per-day breakdown comes from the slot mask.
-SLOT_RULES = ("gap", "negative_consumption", "read_after_removal")
 #: Rules about what arrived: for register meters counted on the register readings.
 COUNTED_RULES = ("gap", "read_after_removal")
 
@@ -376,26 +375,32 @@ def report_rows(data: VeeData, arr: VeeArrays, comp: VeeArrays) -> list[MeterVee
 
 def day_flag_rows(data: VeeData, arr: VeeArrays, comp: VeeArrays,
                   ) -> list[tuple[int, date, str, int]]:
-    """(meter id, day, rule, count) of the window for ``vee_flag``."""
+    """(meter id, day, rule, count) of the window for ``vee_flag``.
+
+    Slot rules (gap, negative interval, read after removal) are counted per slot from the slot
+    mask (bit ``i`` = ``analytics.vee.SLOT_RULES[i]``), duplicates from the conflict slots,
+    everything else (spike included: one per day) from the daily mask (bit = ``RULES`` index).
+    """
     g = data.grid
     spd = g.spd
     n = len(data.meters)
     days = arr.day_flags.shape[1]
     first_day = (g.start + timedelta(days=data.lead_days)).date()
     per = np.zeros((n, days, len(RULES)), dtype=np.int64)
-    sf = arr.slot_flags if arr.slot_flags is not None else np.zeros((n, days * spd), np.uint16)
+    sf = arr.slot_flags if arr.slot_flags is not None else np.zeros((n, days * spd), np.uint8)
     csf = comp.slot_flags if comp.slot_flags is not None else sf
     for k, rule in enumerate(RULES):
-        bit = np.uint16(1 << k)
-        if rule in SLOT_RULES:
+        day_bit = np.uint16(1 << k)
+        if rule == "duplicate":
+            per[:, :, k] += data.window(data.dup_mask).reshape(n, days, spd).sum(axis=2)
+        elif rule in SLOT_RULES and rule != "spike":
+            bit = 1 << SLOT_RULES.index(rule)
             src = np.where(data.derived[:, None], csf, sf) if rule in COUNTED_RULES else sf
             per[:, :, k] += ((src & bit) != 0).reshape(n, days, spd).sum(axis=2)
-            if rule == "negative_consumption":
-                per[:, :, k] += (arr.day_flags & bit) != 0
-        elif rule == "duplicate":
-            per[:, :, k] += data.window(data.dup_mask).reshape(n, days, spd).sum(axis=2)
+            if rule == "negative_consumption":  # registers that went backwards
+                per[:, :, k] += (arr.day_flags & day_bit) != 0
         else:
-            per[:, :, k] += (arr.day_flags & bit) != 0
+            per[:, :, k] += (arr.day_flags & day_bit) != 0
     out = []
     for i, d, k in zip(*np.nonzero(per), strict=True):
         out.append((data.meters[i].id, first_day + timedelta(days=int(d)), RULES[k],

@@ -313,4 +313,11 @@ def test_vee_on_register_meters(new_db: Any, tmp_path: Path,
         assert r["flags"]["read_after_removal"] == want_after
     assert missing_total > 0
     assert run["estimates"]["written"] >= missing_total
+    with psycopg.connect(url) as conn:
+        per_day = dict(conn.execute(
+            "SELECT f.rule || ':' || m.number, sum(f.count) FROM vee_flag f JOIN meter m "
+            "ON m.id = f.meter_id GROUP BY 1"))
+    assert per_day[f"read_after_removal:{removed['number']}"] == 1
+    assert sum(v for k, v in per_day.items() if k.startswith("gap:")) == missing_total
+    assert sum(v for k, v in per_day.items() if k.startswith("read_after")) == 1
 
