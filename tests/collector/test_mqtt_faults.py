@@ -1,10 +1,14 @@
 """The MQTT collector against the real broker and database, under faults.
 
-Each test uses its own concentrator (credentials from ``add_client``), its own meters, its own
-share group and client id (so no other process on the shared broker takes its messages) and a
-short session expiry; the session is deleted at the end. A test concentrator behaves like a real
-one: it keeps every batch until a ``down/receipt`` names it and re-sends the rest after a
-reconnect. Counts of stored rows are compared with what was published: the primary key
+The broker is meterhub's provisioned Mosquitto (same configuration: passwords, ACLs,
+persistence), started for this module under a temporary state folder with
+``meterhub broker up``: every collector on a broker receives every concentrator's uplinks and
+answers with receipts, so a broker shared with other running collectors would mix their
+receipts into these tests, and restarting it would disturb them. Each test uses its own
+concentrator (credentials from ``add_client``), its own meters, its own share group and client
+id, and a short session expiry; the session is deleted at the end. A test concentrator
+behaves like a real one: it keeps every batch until a ``down/receipt`` names it and can re-send
+the rest. Counts of stored rows are compared with what was published: the primary key
 (meter, quantity, ts) makes a duplicate row impossible, so "none duplicated" is checked as
 "exactly as many rows as distinct readings published, with the published values".
 """
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
 import psycopg
@@ -54,7 +59,7 @@ pytestmark = [pytest.mark.db, pytest.mark.broker, pytest.mark.timeout(150)]
 REPO = Path(__file__).resolve().parents[2]
 TZ = timezone(timedelta(hours=8))
 T0 = datetime(2026, 3, 1, tzinfo=TZ)
-OUTAGE_S = float(os.environ.get("METERHUB_TEST_OUTAGE_S", "3"))
+OUTAGE_S = float(os.environ.get("COLLECTOR_TEST_OUTAGE_S", "3"))
 """How long the database outage lasts (short in CI; raise it for a soak run)."""
 
 
@@ -118,7 +123,7 @@ class Concentrator:
 class Rig:
     """One test's concentrator, meters and collector identity."""
 
-    settings: Any
+    broker: PrivateBroker
     db_url: str
     host: str
     port: int
@@ -224,21 +229,68 @@ def _forget_session(rig: Rig, client_id: str) -> None:
         c.loop_stop()
 
 
+@dataclass
+class PrivateBroker:
+    """A provisioned Mosquitto of this module's own."""
+
+    settings: Any
+    env: dict[str, str]
+    host: str
+    port: int
+    user: str
+    password: str
+
+    def up(self) -> None:
+        """Start it with the ``meterhub broker up`` command (so it is not this process's child
+        and a graceful ``down`` is not left waiting on a zombie)."""
+        subprocess.run([str(REPO / ".venv/bin/meterhub"), "broker", "up"], env=self.env,
+                       check=True, capture_output=True, timeout=60)
+
+    def down(self) -> None:
+        """Stop it gracefully (``meterhub.provision.broker.down``: it saves its persistence)."""
+        from meterhub.provision import broker as prov
+
+        prov.down(self.settings)
+
+
+@pytest.fixture(scope="module")
+def private_broker(settings: Any, broker: Any) -> Iterator[PrivateBroker]:
+    from meterhub.provision import broker as prov
+
+    del broker  # the project's broker proves Mosquitto is installed and provisionable
+    state = Path(tempfile.mkdtemp(prefix="mqtt-test-", dir=settings.state_dir))
+    tmp = settings.model_copy(update={"state_dir": state, "broker_port": None})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERHUB_")}
+    env["METERHUB_STATE_DIR"] = str(state)
+    pb = PrivateBroker(tmp, env, "", 0, "", "")
+    pb.up()
+    try:
+        url, user, password = prov.collector_credentials(tmp)
+        parts = urlsplit(url)
+        assert user and password
+        pb.host, pb.port, pb.user, pb.password = (parts.hostname or "127.0.0.1",
+                                                  parts.port or 1883, user, password)
+        yield pb
+    finally:
+        pb.down()
+        subprocess.run(["rm", "-rf", "--one-file-system", str(state)], check=False)
+
+
 @pytest.fixture
-def rig(settings: Any, db_url: str, broker: Any) -> Iterator[Rig]:
+def rig(db_url: str, private_broker: PrivateBroker) -> Iterator[Rig]:
     from meterhub.provision.broker import add_client
 
     tag = secrets.token_hex(3)
     cid = f"CT{tag}"
-    client = add_client(settings, cid, "concentrator")
+    client = add_client(private_broker.settings, cid, "concentrator")
     time.sleep(0.4)  # the broker reloads its password file on SIGHUP
     prefix = f"{secrets.randbelow(10**6):06d}"
     numbers = [f"{prefix}{i:06d}" for i in range(20)]
     with psycopg.connect(db_url) as conn:
         _meters_sql(conn, numbers)
-    r = Rig(settings, db_url, broker.host, broker.port, broker.collector_user,
-            broker.collector_password, cid, client.password, numbers, f"t{tag}",
-            f"meterhub-collector-t{tag}")
+    pb = private_broker
+    r = Rig(pb, db_url, pb.host, pb.port, pb.user, pb.password, cid, client.password, numbers,
+            f"t{tag}", f"meterhub-collector-t{tag}")
     yield r
     _forget_session(r, r.client_id)
 
@@ -281,13 +333,13 @@ async def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
     """(1) SIGKILL while a group's transaction is open: after a restart every reading is there
     exactly once. The kill is made to land mid-transaction deterministically: the readings
     tables are locked, the collector's COPY waits on the lock, and it is killed there."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**rig.broker.env, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "collector.mqtt", "--db-url", rig.db_url,
            "--client-id", rig.client_id, "--group", rig.group, "--session-expiry", "120",
            "--max-group-messages", "4"]
 
     log = tmp_path / "collector.log"
-    heartbeat = Path(rig.settings.state_dir) / "collector" / f"{rig.client_id}.json"
+    heartbeat = Path(rig.broker.settings.state_dir) / "collector" / f"{rig.client_id}.json"
 
     def start() -> subprocess.Popen[bytes]:
         with log.open("ab") as fh:
@@ -343,11 +395,6 @@ async def test_broker_restart_while_messages_flow(rig: Rig) -> None:
     re-sends every batch it has no receipt for, and the idempotent ingest stores a re-sent
     reading once. (Uplinks published between the broker's start and the collector's
     re-subscription reach no subscriber, so the broker alone cannot bridge the gap.)"""
-    from meterhub.provision import broker as prov
-
-    def broker_up() -> None:
-        subprocess.run([str(REPO / ".venv/bin/meterhub"), "broker", "up"], check=True,
-                       capture_output=True, timeout=60)
 
     collector = rig.collector()
     async with running(collector):
@@ -358,9 +405,9 @@ async def test_broker_restart_while_messages_flow(rig: Rig) -> None:
                 conc.publish(topic, payload, batch=batch)
                 await asyncio.sleep(0.02)
                 if i == 15:
-                    await asyncio.to_thread(prov.down, rig.settings)
+                    await asyncio.to_thread(rig.broker.down)
                     await asyncio.sleep(1.0)
-                    await asyncio.to_thread(broker_up)
+                    await asyncio.to_thread(rig.broker.up)
             await _wait_for(lambda: _count(rig.db_url, rig.numbers) >= len(rig.published), 60,
                             "every reading after the broker restart", every=conc.resend_pending)
             await _wait_for(lambda: not conc.pending, 20, "receipts for every batch",
