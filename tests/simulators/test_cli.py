@@ -125,3 +125,42 @@ def test_fleet_file_is_a_valid_archive(tmp_path: Path) -> None:
     assert removed and len(removed) == len(installed)
     assert all(m.end_reading is not None for m in removed)
     assert archive.clock is not None and archive.clock.speed == 172800.0
+
+
+def test_simulate_concentrators_use_the_broker_from_the_environment(
+    tmp_path: Path, broker_url: str
+) -> None:
+    import os
+
+    from protocols.mqtt import ReadingsBatch
+
+    from .test_devices import Collector
+
+    sc = tmp_path / "sc.toml"
+    sc.write_text(
+        SCENARIO.replace("mqtt_share = 0.0", "mqtt_share = 0.5")
+        .replace("dlt645_share = 0.7", "dlt645_share = 0.3")
+        .replace("days = 2", "days = 1")
+    )
+    fleet = tmp_path / "fleet.toml"
+    col = Collector(broker_url)
+    try:
+        env = {**os.environ, "METERHUB_MQTT_URL": broker_url}
+        proc = subprocess.run(
+            [*_meterhub(), "simulate", "--scenario", str(sc), "--fleet", str(fleet)],
+            capture_output=True,
+            timeout=60,
+            env=env,
+        )
+        assert proc.returncode == 0, proc.stderr.decode()
+        archive = tomllib.loads(fleet.read_text())
+        assert all(c["broker"] == broker_url for c in archive["concentrator"])
+        assert all(c["username"] == c["id"] for c in archive["concentrator"])
+        for _ in range(100):
+            if any(isinstance(m, ReadingsBatch) for _c, m in list(col.messages)):
+                break
+            time.sleep(0.05)
+        ids = {c for c, m in col.messages if isinstance(m, ReadingsBatch)}
+        assert ids == {c["id"] for c in archive["concentrator"]}
+    finally:
+        col.close()
