@@ -242,14 +242,25 @@ def meters(world: World, days: int) -> list[dict[str, Any]]:
             continue
         for p, s in idx:
             miss_slots.setdefault(int(p), []).append(w.iso(w.g_time(d * w.S + int(s) + 1)))
+    eps = np.array([w._gain(d) - 1.0 for d in range(days)]).reshape(days, w.P)
+    reads: dict[int, list[dict[str, Any]]] = {}
+    for (mm, d), r in sorted(w.manual_reads.items()):
+        if d <= days:
+            reads.setdefault(mm, []).append(
+                {k: r[k] for k in ("ts", "kind", "value", "true_value")}
+            )
+    exchanges: dict[int, list[dict[str, Any]]] = {}
+    for e in w.exchanges:
+        exchanges.setdefault(e["old"], []).append(e)
+        exchanges.setdefault(e["new"], []).append(e)
     for m in range(w.M):
         p = w.m_point[m]
         proto = w.protocol[p]
         error = {
             "class_epsilon": _r(w.eps_class[p]),
-            "epsilon_by_day": [_r(w.epsilon(p, d)) for d in range(days)],
+            "epsilon_by_day": [_r(x) for x in eps[:, p]],
         }
-        ex = [e for e in w.exchanges if m in (e["old"], e["new"])]
+        ex = exchanges.get(m, [])
         conc = int(w.concentrator_of[p])
         gw = int(w.gateway_of[p])
         rec: dict[str, Any] = {
@@ -290,11 +301,7 @@ def meters(world: World, days: int) -> list[dict[str, Any]]:
                 "offline": None,
                 "concentrator_offline": None,
             },
-            "manual_reads": [
-                {k: r[k] for k in ("ts", "kind", "value", "true_value")}
-                for (mm, d), r in sorted(w.manual_reads.items())
-                if mm == m and d <= days
-            ],
+            "manual_reads": reads.get(m, []),
             "spikes": [
                 {"at": w.iso(w.g_time(g)), "extra_kwh": v}
                 for g, v in sorted(w.spikes.get(p, {}).items())
