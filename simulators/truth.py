@@ -320,11 +320,11 @@ def meters(world: World, days: int) -> list[dict[str, Any]]:
         if conc >= 0 and conc in w.conc_offline:
             g0, g1 = w.conc_offline[conc]
             rec["missing"]["concentrator_offline"] = [w.iso(w.g_time(g0)), w.iso(w.g_time(g1))]
-        r = w.relays.get(p)
-        if r is not None:
+        relay = w.relays.get(p)
+        if relay is not None:
             rec["relay"] = {
-                "behaviour": r.behaviour,
-                "protected": r.protected,
+                "behaviour": relay.behaviour,
+                "protected": relay.protected,
                 "closed_at_end": w.relay_status(m, w.g_time(days * w.S))[0],
             }
         out.append(rec)
