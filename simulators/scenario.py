@@ -290,6 +290,8 @@ def load_scenario(path: Path) -> Scenario:
     Returns:
         The validated scenario.
 
+    Relative ``load.path`` and ``load.pv_path`` are taken relative to the scenario file.
+
     Raises:
         ScenarioError: the file cannot be read or parsed, or a key is unknown or invalid.
     """
@@ -302,4 +304,13 @@ def load_scenario(path: Path) -> Scenario:
         raise ScenarioError(str(path), f"cannot read ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(str(path), f"not valid TOML ({exc})") from None
-    return parse_scenario(data, source=str(path))
+    sc = parse_scenario(data, source=str(path))
+    # relative load-shape paths are relative to the scenario file
+    updates = {}
+    for key in ("path", "pv_path"):
+        value = getattr(sc.load, key)
+        if value and not Path(value).is_absolute():
+            updates[key] = str((path.parent / value).resolve())
+    if updates:
+        sc = sc.model_copy(update={"load": sc.load.model_copy(update=updates)})
+    return sc

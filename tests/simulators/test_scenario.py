@@ -67,3 +67,15 @@ def test_shipped_scenarios_parse() -> None:
     assert (
         load_scenario(folder / "clean.toml").injections == parse_scenario({"version": 1}).injections
     )
+
+
+def test_relative_shape_paths_follow_the_scenario_file(shared_data: Path) -> None:
+    from simulators.world import World
+
+    path = Path(__file__).resolve().parents[2] / "simulators" / "scenarios" / "real_shapes.toml"
+    sc = load_scenario(path)
+    assert Path(sc.load.path) == (shared_data / "ieee_eulv" / "Daily_1min_100profiles")
+    assert Path(sc.load.pv_path).is_file()
+    world = World(sc)
+    world.ensure_day(0)
+    assert world.area_days[0]["customer_import_kwh"].sum() > 0
