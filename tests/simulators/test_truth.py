@@ -268,3 +268,21 @@ def test_live_changes_recompute_only_their_area_exactly() -> None:
     # the trip shows: no import through the meter after it
     day1 = live.days[1]
     assert float(day1.inc[p, 2, 31:].sum()) == 0.0
+
+
+def test_exchanged_meters_end_and_start_readings(world: World) -> None:
+    w = world
+    assert w.exchanges
+    for ex in w.exchanges:
+        old, new = ex["old"], ex["new"]
+        t_ex = w.g_time(ex["g"])
+        after = t_ex + 7200.0
+        if w.day_of(after) not in w.days:
+            continue
+        # the old meter keeps its end reading; the new one starts from its start reading
+        assert w.registers(old, after)[0] == ex["old_end"]
+        assert w.registers(new, t_ex)[0] == ex["new_start"]
+        assert w.registers(new, after)[0] >= ex["new_start"]
+        # a removed meter answers only when injected to keep reporting
+        assert w.silent(old, after) is (old not in w.removed_reporting)
+        assert w.silent(new, t_ex - 60.0)
