@@ -9,8 +9,9 @@ What is measured, in one run, on one fresh database with the same rows:
   (``copy.set_types`` + ``write_row``) into ``register_reading`` and a commit. The table is
   emptied afterwards.
 * ``collector``: the same readings as version-1 ``up/readings`` payloads of
-  ``readings_per_message`` readings each (≥ 50), published QoS 1 by a concentrator to the
-  private Mosquitto and queued there for the collector's persistent session (the collector
+  ``readings_per_message`` readings each (≥ 50), published QoS 1 by a concentrator to a
+  private Mosquitto (meterhub's provisioned configuration, started for the run under a
+  temporary state folder) and queued there for the collector's persistent session (the collector
   subscribed once, then went away). Timing starts when :class:`collector.mqtt.MqttCollector`
   receives the first message and ends when every reading is committed and every message
   acknowledged: delivery, JSON parse and validation, meter lookup, COPY, commit, receipts and
@@ -19,7 +20,10 @@ What is measured, in one run, on one fresh database with the same rows:
   and Mosquitto share the machine's CPUs with PostgreSQL, as they do in production on a
   small box.
 
-``ratio`` is collector / raw_copy; the goal is ≥ 0.5. ``load_average_1min`` (before, after)
+``ratio`` is collector / raw_copy; the goal is ≥ 0.5. ``decode_only_readings_per_s`` is the
+parse and validation of the same payloads alone (:mod:`protocols.mqtt` through the collector's
+decoder, no broker, no database), measured after the run: the share of the collector's time
+spent there. ``load_average_1min`` (before, after)
 tells whether other work shared the CPUs during the run.
 """
 
@@ -30,7 +34,9 @@ import json
 import os
 import platform
 import secrets
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -45,6 +51,7 @@ import paho.mqtt.client as paho  # noqa: E402 - after the path set-up for direct
 import psycopg  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
+from collector._mqtt_decode import decode  # noqa: E402
 from collector.mqtt import MqttCollector, MqttLink  # noqa: E402
 from meterhub.settings import load_settings  # noqa: E402
 from protocols.mqtt import Reading, ReadingsBatch, encode_uplink  # noqa: E402
@@ -147,7 +154,14 @@ def main() -> int:
 
     settings = load_settings()
     server = database_url(settings)
-    prov.up(settings)
+    # a private Mosquitto (meterhub's provisioned configuration) under a temporary state
+    # folder: other collectors on a shared broker would take these uplinks too
+    state = Path(tempfile.mkdtemp(prefix="bench-mqtt-", dir=settings.state_dir))
+    settings = settings.model_copy(update={"state_dir": state, "broker_port": None})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERHUB_")}
+    env["METERHUB_STATE_DIR"] = str(state)
+    subprocess.run([str(REPO / ".venv/bin/meterhub"), "broker", "up"], env=env, check=True,
+                   capture_output=True, timeout=60)
     url_b, user, password = prov.collector_credentials(settings)
     parts = urlsplit(url_b)
     host, port = parts.hostname or "127.0.0.1", parts.port or 1883
@@ -191,6 +205,10 @@ def main() -> int:
             if stored != readings or stats.inserted != readings:
                 raise RuntimeError(f"stored {stored} of {readings} readings")
             rate = readings / elapsed
+            t = time.perf_counter()
+            for topic, payload in payloads:
+                decode(topic, payload)
+            decode_rate = readings / (time.perf_counter() - t)
             runs.append({
                 "readings_per_message": per_message,
                 "messages": len(payloads),
@@ -200,6 +218,7 @@ def main() -> int:
                 "collector_readings_per_s": round(rate),
                 "collector_messages_per_s": round(len(payloads) / elapsed),
                 "ratio": round(rate / raw_rate, 3),
+                "decode_only_readings_per_s": round(decode_rate),
                 "collector_seconds": round(elapsed, 3),
                 "groups_committed": stats.groups,
                 "publish_seconds_untimed": round(publish_s, 3),
@@ -210,6 +229,8 @@ def main() -> int:
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        prov.down(settings)
+        subprocess.run(["rm", "-rf", "--one-file-system", str(state)], check=False)
     result = {
         "benchmark": "MQTT uplinks to committed readings vs raw binary COPY, same rows, same run",
         "python": platform.python_version(),

@@ -47,9 +47,12 @@ _INTERVAL_COPY: Final = sql.SQL(
 )
 _INTERVAL_TYPES: Final = ["int8", "int2", "timestamptz", "float8", "int2", "text", "timestamptz"]
 
-_INSERT_BATCH: Final = (
+_INSERT_BATCHES: Final = (
     "INSERT INTO ingest_batch (source, batch_ref, received_at, rows_in, inserted, duplicates, "
-    "conflicts, quarantined) VALUES (%s, %s, %s, %s, %s, 0, 0, %s) "
+    "conflicts, quarantined) "
+    "SELECT s, b, r, n, i, 0, 0, q FROM unnest(%(sources)s::text[], %(refs)s::text[], "
+    "%(received)s::timestamptz[], %(rows_in)s::int4[], %(inserted)s::int4[], "
+    "%(quarantined)s::int4[]) AS t(s, b, r, n, i, q) "
     "ON CONFLICT (source, batch_ref) WHERE batch_ref IS NOT NULL DO NOTHING"
 )
 _SELECT_METERS: Final = (
@@ -236,8 +239,12 @@ async def _fast_path(
         if n or p.rejected:
             params.append((d.source, d.batch, at, n + p.rejected, n, p.rejected))
     if params:
-        async with conn.cursor() as cur:
-            await cur.executemany(_INSERT_BATCH, params)
+        columns = list(zip(*params, strict=True))
+        await conn.execute(_INSERT_BATCHES, {
+            "sources": list(columns[0]), "refs": list(columns[1]), "received": list(columns[2]),
+            "rows_in": list(columns[3]), "inserted": list(columns[4]),
+            "quarantined": list(columns[5]),
+        })
     return True
 
 
