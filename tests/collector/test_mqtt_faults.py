@@ -646,3 +646,30 @@ async def test_duplicates_are_stored_once_and_conflicts_kept(rig: Rig) -> None:
     per_batch = distinct // 3
     assert [(b, i) for b, i, _d in batches_rows] == [
         ("again-0", 0), ("b-0", per_batch), ("b-1", per_batch), ("b-2", per_batch)]
+
+
+async def test_cli_entry_runs_until_its_stop_event(rig: Rig) -> None:
+    """``run_mqtt_collector(settings, db_url, stop_event=…)`` (the ``collect`` entry) stores
+    readings with the settings' collector credentials and returns when the event is set."""
+    from collector.mqtt import run_mqtt_collector
+
+    stop = threading.Event()
+    thread = threading.Thread(target=run_mqtt_collector, args=(rig.broker.settings, rig.db_url),
+                              kwargs={"stop_event": stop, "instance": 7}, daemon=True)
+    thread.start()
+    conc = rig.concentrator()
+    try:
+        for batch, topic, payload in rig.batches(3):
+            conc.publish(topic, payload, batch=batch)
+        await _wait_for(lambda: _count(rig.db_url, rig.numbers) >= len(rig.published), 30,
+                        "the readings", every=conc.resend_pending)
+        await _wait_for(lambda: not conc.pending, 10, "the receipts", every=conc.resend_pending)
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join, 30)
+        conc.close()
+    assert not thread.is_alive()
+    _assert_exactly(rig)
+    heartbeat = Path(rig.broker.settings.state_dir) / "collector" / "meterhub-collector-7.json"
+    assert heartbeat_age(heartbeat) is not None
+    _forget_session(rig, "meterhub-collector-7")
