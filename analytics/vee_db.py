@@ -326,7 +326,8 @@ def run_validation(data: VeeData, estimated: NDArray[np.bool_],
     hist = history_by_day(data.x, spd)[:, data.lead_days:]
     reg = data.registers[:, data.lead_days:] if data.registers is not None else None
     tar = data.tariffs[:, :, data.lead_days:] if data.tariffs is not None else None
-    mult = data.multiplier[:, data.lead_days:] if data.multiplier is not None else None
+    mult = (data.multiplier[:, data.lead_days:]
+            if data.multiplier is not None and reg is not None else None)
     lead_slots = data.lead_days * spd
     removed = np.where(data.removed_slot >= 0, np.maximum(data.removed_slot - lead_slots, 0), -1)
     arr = validate(
