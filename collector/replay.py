@@ -28,6 +28,7 @@ def handler_for(kind: str) -> Handler | None:
 
 
 def _load_builtin() -> None:
-    from collector import importer
+    from collector import importer, mqtt
 
     register("csv-row", importer.replay_row)
+    register("mqtt-payload", mqtt.replay_payload)

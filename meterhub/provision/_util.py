@@ -91,13 +91,27 @@ def port_accepts(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bo
 
 
 def pid_alive(pid: int) -> bool:
-    """True when a process with ``pid`` exists."""
+    """True when a process with ``pid`` exists and has not exited.
+
+    A server started by this very process stays a zombie after it exits until it is reaped:
+    it is reaped here and counts as gone.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    if state == "Z":
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        return False
     return True
 
 
