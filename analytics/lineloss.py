@@ -370,15 +370,13 @@ def line_loss(
     same_shape("area", area_i, (n_m,))
     role_i = as_int("role", role, 1)
     same_shape("role", role_i, (n_m,))
-    if n_areas is None:
-        n_a = int(area_i.max()) + 1 if n_m else 0
-    else:
-        n_a = int(n_areas)
-    per_area = np.zeros(n_a, dtype=np.int64)
-    status = k._area_segments(area_i, role_i, n_a, per_area)
-    if status == -1:
-        raise ValueError(f"area indices must be in 0 … {n_a - 1} (n_areas={n_a})")
-    if status == -2:
+    chk = np.zeros(3, dtype=np.int64)
+    k._check_meters(area_i, role_i, chk)
+    a_max, unsorted, bad = (int(v) for v in chk)
+    n_a = a_max + 1 if n_areas is None else int(n_areas)
+    if bad or a_max >= n_a:
+        if n_m and (area_i.min() < 0 or a_max >= n_a):
+            raise ValueError(f"area indices must be in 0 … {n_a - 1} (n_areas={n_a})")
         raise ValueError("role must hold ROLE_SUPPLY (1) or ROLE_CUSTOMER (0) only")
     mult = per_meter("multiplier", multiplier, n_m, np.float64, 1.0)
     bidi = per_meter("bidirectional", bidirectional, n_m, np.bool_, False)
@@ -401,9 +399,14 @@ def line_loss(
     ptr, per, oe, ns, oer, nsr = _exchange_arrays(exchanges, n_m, n_p)
 
     # meters sorted by area (the storage layer's natural order) need no index array
-    order = EMPTY_I1 if status == 0 else np.argsort(area_i, kind="stable").astype(np.int64)
-    seg = np.zeros(n_a + 1, dtype=np.int64)
-    np.cumsum(per_area, out=seg[1:])
+    if unsorted:
+        order = np.argsort(area_i, kind="stable").astype(np.int64)
+        sorted_area = area_i[order]
+    else:
+        order = EMPTY_I1
+        sorted_area = area_i
+    seg = np.empty(n_a + 1, dtype=np.int64)
+    k._segments(sorted_area, seg)
     acc = np.empty((n_a, n_p, k.N_Q), dtype=np.float64)
     k._line_loss_accumulate(
         fwd, rev, fe, re_, order, seg, role_i, mult, bidi, mod,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -176,6 +176,41 @@ def rank_area(series: AreaSeries, *, fit_settings: FitSettings | None = None,
               night: tuple[float, float] = NIGHT) -> SuspectReport:
     """Fit the area's balance and rank its meters (every meter, highest score first).
 
+    A meter whose θ comes out near zero or negative (``wrong_area_theta``: its energy is not
+    in this supply, or it counts against the flow) violates the balance grossly and pulls
+    every other coefficient with it; it is reported from the first fit (evidence
+    ``refit_without``) and the area is fitted again without it. Then :func:`_rank_fitted`.
+    """
+    cfg = settings or SuspectSettings()
+    if series.customers.shape[0] == 0:
+        return SuspectReport([])
+    first = fit_meter_errors(series.supply, series.customers, settings=fit_settings)
+    th = np.where(first.in_fit, first.theta, 1.0)
+    gross = (np.abs(th) < cfg.wrong_area_theta) | (th < -cfg.wrong_area_theta)
+    if not gross.any() or gross.all():
+        return _rank_fitted(series, fit_settings=fit_settings, settings=cfg, night=night)
+    keep = ~gross
+    sub = replace(series, customers=series.customers[keep],
+                  numbers=[n for n, k in zip(series.numbers, keep, strict=True) if k],
+                  ids=[i for i, k in zip(series.ids, keep, strict=True) if k],
+                  export_missing=series.export_missing[keep])
+    rows = list(_rank_fitted(sub, fit_settings=fit_settings, settings=cfg,
+                                    night=night).suspects)
+    out = {series.numbers[i] for i in np.flatnonzero(gross)}
+    for s in _rank(series, first, None, cfg).suspects:
+        if s.meter in out:
+            ev = dict(s.evidence)
+            ev["refit_without"] = True
+            rows.append(Suspect(s.area, s.meter, s.kind, s.score, s.error_estimate,
+                                s.uncertainty, s.since, ev))
+    rows.sort(key=lambda s: -s.score)
+    return SuspectReport(rows)
+
+
+def _rank_fitted(series: AreaSeries, *, fit_settings: FitSettings | None,
+                 settings: SuspectSettings, night: tuple[float, float]) -> SuspectReport:
+    """Rank from the all-slot fit, or from night and day fits.
+
     The balance is fitted on all slots, and separately on night and day slots. When some
     meter's night and day errors differ by more than the accuracy class and ``significance``
     standard deviations, the meter's error depends on the time of day (a bypass used at
@@ -183,9 +218,7 @@ def rank_area(series: AreaSeries, *, fit_settings: FitSettings | None = None,
     for the whole area, so each meter is ranked by the better-scoring of its night and day
     fits (evidence ``fit``, ``error_night``, ``error_day``). Otherwise the all-slot fit is used.
     """
-    cfg = settings or SuspectSettings()
-    if series.customers.shape[0] == 0:
-        return SuspectReport([])
+    cfg = settings
     fit = fit_meter_errors(series.supply, series.customers, settings=fit_settings)
     track = None
     if fit.in_fit.any():
