@@ -17,7 +17,9 @@ Per area and window (local days, ``--to`` inclusive):
 
 Then :func:`analytics.meter_error.fit_meter_errors`, :func:`track_meter_errors` (daily points)
 and :func:`rank_suspects`, with a time-of-day check (:func:`rank_area`): an area where some
-meter's night and day errors disagree is ranked from separate night and day fits. Every ranked
+meter's night and day errors disagree is ranked from separate night and day fits. A meter
+found in the wrong area is offered to the other areas' balances to find where it is really
+supplied (:func:`_place_wrong_area`; not with ``--area``). Every ranked
 row is stored in ``suspect`` (``alert`` marks the rows at or above the threshold); the command
 prints the alerts, or all rows with ``--all``.
 """
@@ -286,24 +288,96 @@ async def compute_suspects(
     end = sv.day_start(d_to + timedelta(days=1), zone)
     areas = await sb.areas(conn, area=area)
     members = await sb.memberships(conn, start=start, end=end)
-    out: list[Suspect] = []
+    ranked: dict[str, SuspectReport] = {}
+    ids: dict[str, dict[str, int]] = {}
+    candidates: list[tuple[str, str, int, NDArray[np.float64]]] = []
     for k, a in enumerate(areas):
         series = await load_area(conn, settings, area=a.id, d_from=d_from, d_to=d_to,
                                  members=members)
-        ranked = rank_area(series, fit_settings=fit_settings, settings=cfg) if series \
-            else SuspectReport([])
-        out.extend(ranked.suspects)
-        if store:
-            ids = dict(zip(series.numbers, series.ids, strict=True)) if series else {}
-            rows = []
-            for rank, s in enumerate(ranked.suspects, start=1):
-                d = s.to_dict()
-                d.update(meter_id=ids.get(s.meter), rank=rank, alert=s.score >= cfg.alert)
-                rows.append(d)
-            await sv.replace_suspects(conn, area=a.id, d_from=d_from, d_to=d_to, rows=rows)
+        ranked[a.id] = (rank_area(series, fit_settings=fit_settings, settings=cfg)
+                        if series else SuspectReport([]))
+        if series is not None:
+            ids[a.id] = dict(zip(series.numbers, series.ids, strict=True))
+            for s in ranked[a.id].suspects:
+                if s.kind == "wrong_area" and s.score >= cfg.alert:
+                    i = series.numbers.index(s.meter)
+                    candidates.append((a.id, s.meter, series.ids[i], series.customers[i]))
         if progress is not None:
             progress(k + 1, len(areas))
+    if candidates and area is None:
+        await _place_wrong_area(conn, settings, areas=[a.id for a in areas], ranked=ranked,
+                                candidates=candidates, d_from=d_from, d_to=d_to,
+                                members=members, fit_settings=fit_settings, cfg=cfg)
+    out: list[Suspect] = []
+    for a in areas:
+        out.extend(ranked[a.id].suspects)
+        if store:
+            rows = []
+            for rank, s in enumerate(ranked[a.id].suspects, start=1):
+                d = s.to_dict()
+                d.update(meter_id=ids.get(a.id, {}).get(s.meter), rank=rank,
+                         alert=s.score >= cfg.alert)
+                rows.append(d)
+            await sv.replace_suspects(conn, area=a.id, d_from=d_from, d_to=d_to, rows=rows)
     return SuspectReport(out)
+
+
+async def _place_wrong_area(
+    conn: Any, settings: Any, *, areas: list[str], ranked: dict[str, SuspectReport],
+    candidates: list[tuple[str, str, int, NDArray[np.float64]]], d_from: date, d_to: date,
+    members: Any, fit_settings: FitSettings | None, cfg: SuspectSettings,
+) -> None:
+    """Look for the area each ``wrong_area`` meter really feeds from (户变关系 errors).
+
+    Each candidate's energy is offered as an extra column to every other area's balance; the
+    area where its θ comes out near 1 (|ε| ≤ 0.2, uncertainty ≤ 0.1) is where its load is
+    supplied: that area is ranked again with the meter in its balance (so its load no longer
+    shows as unmetered loss spread over its other customers), and the meter's row in its
+    archived area gets ``evidence.true_area``. The meter is listed only in its archived area.
+    """
+    placed: dict[tuple[str, str], tuple[str, float]] = {}
+    for b in areas:
+        offered = [c for c in candidates if c[0] != b]
+        if not offered:
+            continue
+        series = await load_area(conn, settings, area=b, d_from=d_from, d_to=d_to,
+                                 members=members)
+        if series is None or series.customers.shape[0] == 0:
+            continue
+        n = series.customers.shape[0]
+        aug = replace(series, customers=np.vstack([series.customers,
+                                                   *[c[3][None, :] for c in offered]]),
+                      numbers=[*series.numbers, *(c[1] for c in offered)],
+                      ids=[*series.ids, *(c[2] for c in offered)],
+                      export_missing=np.concatenate([series.export_missing,
+                                                     np.zeros(len(offered), dtype=bool)]))
+        fit = fit_meter_errors(aug.supply, aug.customers, settings=fit_settings)
+        found = [j for j in range(len(offered))
+                 if np.isfinite(fit.error[n + j]) and abs(fit.error[n + j]) <= 0.2
+                 and fit.uncertainty[n + j] <= 0.1]
+        if not found:
+            continue
+        keep = np.r_[np.ones(n, dtype=bool), np.isin(np.arange(len(offered)), found)]
+        sub = replace(aug, customers=aug.customers[keep],
+                      numbers=[x for x, k in zip(aug.numbers, keep, strict=True) if k],
+                      ids=[x for x, k in zip(aug.ids, keep, strict=True) if k],
+                      export_missing=aug.export_missing[keep])
+        moved = {offered[j][1] for j in found}
+        redo = rank_area(sub, fit_settings=fit_settings, settings=cfg)
+        ranked[b] = SuspectReport([s for s in redo.suspects if s.meter not in moved])
+        for j in found:
+            placed[(offered[j][0], offered[j][1])] = (b, float(fit.theta[n + j]))
+    for home in {h for h, _ in placed}:
+        rows = []
+        for s in ranked[home].suspects:
+            if (home, s.meter) in placed:
+                true_area, theta = placed[(home, s.meter)]
+                ev = dict(s.evidence)
+                ev.update(true_area=true_area, theta_in_true_area=theta)
+                s = Suspect(s.area, s.meter, s.kind, s.score, s.error_estimate,
+                            s.uncertainty, s.since, ev)
+            rows.append(s)
+        ranked[home] = SuspectReport(rows)
 
 
 def format_suspects(report: SuspectReport) -> str:

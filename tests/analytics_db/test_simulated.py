@@ -172,6 +172,26 @@ def test_clean_areas_raise_no_alert(new_db: Any, tmp_path: Path,
     assert 1 - len(alerted) / 3 >= 0.95, [r for r in rows if r["score"] >= 1.0]
 
 
+def test_wrong_area_meters_are_placed_in_their_true_area(
+    new_db: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """户变关系 errors: a meter archived under the wrong area is reported there as
+    ``wrong_area`` with the area whose balance it really belongs to, and that area does not
+    spread the meter's load over its own customers as false thefts."""
+    world = make_world({**SIZE, "areas": 3, "seed": 51, "injections": {"wrong_area": 0.01}})
+    url = new_db()
+    truth = _load(url, world, tmp_path, resolution=1e-4)
+    rows, meters = _world_scores(url, settings_for(url), world, truth, capsys)
+    wrong = {n: m for n, m in meters.items() if m["area"] != m["true_area"]}
+    assert len(wrong) >= 2
+    alerts = [r for r in rows if r["score"] >= 1.0]
+    assert {r["meter"] for r in alerts} == set(wrong)
+    for r in alerts:
+        assert r["kind"] == "wrong_area"
+        assert r["area"] == wrong[r["meter"]]["area"]
+        assert r["evidence"]["true_area"] == wrong[r["meter"]]["true_area"]
+
+
 def test_estimate_that_would_hide_a_loss_step_is_held(new_db: Any, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """A thief starts on day 10 in a small area; its meter sends nothing that day. The line
