@@ -28,7 +28,14 @@ def handler_for(kind: str) -> Handler | None:
 
 
 def _load_builtin() -> None:
-    from collector import importer, mqtt
+    from collector import importer
 
     register("csv-row", importer.replay_row)
-    register("mqtt-payload", mqtt.replay_payload)
+    register("mqtt-payload", _replay_mqtt_payload)
+
+
+async def _replay_mqtt_payload(conn: Any, item: Any) -> str:
+    # imported on use: collector.mqtt may be running as __main__ and registers itself
+    from collector.mqtt import replay_payload
+
+    return await replay_payload(conn, item)
