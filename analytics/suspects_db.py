@@ -50,6 +50,8 @@ EXIT_OK = 0
 EXIT_USAGE = 64
 #: Night window (local hours, start ≥ end wraps midnight) of the time-of-day split fit.
 NIGHT = (22.0, 6.0)
+#: Midday window (local hours) of the uncollected-export check.
+DAYLIGHT = (9.0, 16.0)
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,10 @@ def _rank_fitted(series: AreaSeries, *, fit_settings: FitSettings | None,
     night, a load moved behind the meter): one ε for the whole day is then the wrong model
     for the whole area, so each meter is ranked by the better-scoring of its night and day
     fits (evidence ``fit``, ``error_night``, ``error_day``). Otherwise the all-slot fit is used.
+
+    Before that, an area whose residual drops at midday by more than ``significance``
+    standard errors has export that no meter collects; its day slots are not trusted and the
+    meters are ranked from the night fit (evidence ``midday_residual_z``).
     """
     cfg = settings
     fit = fit_meter_errors(series.supply, series.customers, settings=fit_settings)
@@ -232,6 +238,21 @@ def _rank_fitted(series: AreaSeries, *, fit_settings: FitSettings | None,
                            settings=fit_settings)
     f_d = fit_meter_errors(series.supply, series.customers, fit_slots=~is_night,
                            settings=fit_settings)
+    pv_z = _midday_z(series.grid, fit)
+    if pv_z > cfg.significance:
+        rows = []
+        index = {n: i for i, n in enumerate(series.numbers)}
+        for s in _rank(series, f_n, None, cfg).suspects:
+            i = index.get(s.meter, -1)
+            if s.kind == "supply_ratio" or i < 0:
+                continue
+            ev = dict(s.evidence)
+            ev.update(fit="night", midday_residual_z=pv_z, error_all_day=_num(fit.error[i]))
+            rows.append(Suspect(s.area, s.meter, s.kind, s.score, s.error_estimate,
+                                s.uncertainty, s.since, ev))
+        rows.extend(s for s in ranked.suspects if s.kind == "supply_ratio")
+        rows.sort(key=lambda s: -s.score)
+        return SuspectReport(rows)
     with np.errstate(invalid="ignore"):
         diff = np.abs(f_n.error - f_d.error)
         z = diff / np.sqrt(f_n.uncertainty**2 + f_d.uncertainty**2)
@@ -252,6 +273,22 @@ def _rank_fitted(series: AreaSeries, *, fit_settings: FitSettings | None,
     rows.extend(s for s in ranked.suspects if s.kind == "supply_ratio")
     rows.sort(key=lambda s: -s.score)
     return SuspectReport(rows)
+
+
+def _midday_z(grid: Grid, fit: Any) -> float:
+    """How far the balance residual drops at midday (``DAYLIGHT``), in standard errors.
+
+    Export that no meter collects (PV behind a meter archived as import-only) lowers the
+    supply on sunny middays: the residual goes negative there and the day fit is distorted.
+    """
+    r = fit.residual
+    ok = np.isfinite(r)
+    mid = _day_part(grid, DAYLIGHT)
+    n1, n2 = int((ok & mid).sum()), int((ok & ~mid).sum())
+    if n1 <= 10 or n2 <= 10 or not np.isfinite(fit.residual_std) or fit.residual_std <= 0:
+        return float("nan")
+    d = float(r[ok & mid].mean() - r[ok & ~mid].mean())
+    return -d / (fit.residual_std * float(np.sqrt(1 / n1 + 1 / n2)))
 
 
 def _num(v: float) -> float | None:
