@@ -13,8 +13,11 @@ translated into :mod:`collector.errors`:
 * other exception codes -> :class:`~collector.errors.AbnormalReply`;
 * a reply that does not decode -> :class:`~collector.errors.BadReply`.
 
-Modbus RTU on a local serial port uses ``AsyncModbusSerialClient`` and needs pyserial, which
-is optional: :func:`serial_available` says whether it is installed.
+Modbus RTU on a local serial port uses ``AsyncModbusSerialClient`` (pyserial). The URL is
+``rtu:///dev/ttyUSB0`` or ``serial:///dev/ttyUSB0``, optionally with the line settings as a
+query, ``?baud=9600&parity=N&bytesize=8&stopbits=1`` (parsed by
+:func:`collector.serial.parse_serial_url`); keys the URL leaves out come from
+:class:`ModbusParams`. :func:`serial_available` says whether pyserial is installed.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class ModbusParams:
         baudrate: Serial only.
         parity: Serial only (``N``, ``E``, ``O``).
         stopbits: Serial only.
+        bytesize: Serial only.
     """
 
     timeout: float = 3.0
@@ -66,6 +70,7 @@ class ModbusParams:
     baudrate: int = 9600
     parity: str = "N"
     stopbits: int = 1
+    bytesize: int = 8
 
 
 class ModbusLink:
@@ -73,7 +78,8 @@ class ModbusLink:
 
     Args:
         gateway_id: The archive id.
-        url: ``tcp://host:port`` or ``rtu:///dev/ttyUSB0`` (RTU needs pyserial).
+        url: ``tcp://host:port``, or ``rtu:///dev/ttyUSB0`` / ``serial:///dev/ttyUSB0`` with
+            optional ``?baud=&parity=&bytesize=&stopbits=`` (RTU needs pyserial).
         params: Timeouts and line settings.
     """
 
@@ -94,15 +100,23 @@ class ModbusLink:
             self._client = AsyncModbusTcpClient(parts.hostname, port=parts.port or 502,
                                                 timeout=p.timeout, retries=p.retries,
                                                 reconnect_delay=0.5, reconnect_delay_max=30)
-        elif parts.scheme == "rtu":
+        elif parts.scheme in ("rtu", "serial"):
             if not serial_available():
                 raise ValueError(f"gateway {gateway_id}: Modbus RTU needs pyserial, "
                                  "which is not installed")
             from pymodbus import FramerType
 
-            self._client = AsyncModbusSerialClient(parts.path, framer=FramerType.RTU,
-                                                   baudrate=p.baudrate, parity=p.parity,
-                                                   stopbits=p.stopbits, timeout=p.timeout,
+            from collector.serial import SerialLine, parse_serial_url
+
+            line = parse_serial_url(url, schemes=("rtu", "serial"), gap=False, defaults=SerialLine(
+                "", baudrate=p.baudrate, bytesize=p.bytesize, parity=p.parity,
+                stopbits=p.stopbits))
+            if line.stopbits not in (1, 2):
+                raise ValueError(f"gateway {gateway_id}: Modbus RTU needs 1 or 2 stop bits")
+            self._client = AsyncModbusSerialClient(line.port, framer=FramerType.RTU,
+                                                   baudrate=line.baudrate,
+                                                   bytesize=line.bytesize, parity=line.parity,
+                                                   stopbits=int(line.stopbits), timeout=p.timeout,
                                                    retries=p.retries)
         else:
             raise ValueError(f"gateway {gateway_id}: unsupported Modbus url {url!r}")
