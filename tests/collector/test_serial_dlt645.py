@@ -24,6 +24,7 @@ from protocols.dlt645 import (
     ReadFollowUpRequest,
     ReadRequest,
     ReadResponse,
+    TimeSyncRequest,
     Version,
     decode_message,
     error_word,
@@ -203,6 +204,25 @@ async def test_follow_up_frames_are_merged() -> None:
         result = await link.read(ADDR, 0x00010000)
         assert result.response.data == b"\x01\x00\x00\x00\x02\x00\x00\x00"
         assert len(result.frames) == 2 and m.requests == 2
+        await link.close()
+
+
+async def test_broadcast_time_sync_waits_for_nothing() -> None:
+    seen: list[object] = []
+
+    def silent(msg: object, _n: int) -> list[bytes] | None:
+        seen.append(msg)
+        return None
+
+    async with meter(silent) as m:
+        link = SerialLink("S1", m.url(), params=FAST)
+        sync = TimeSyncRequest("2026-01-02 12:00:00")
+        assert await link.exchange(sync, expect_reply=False) is None
+        # the next request follows on the same half-duplex line
+        with pytest.raises(NoAnswer):
+            await link.read(ADDR, 0x00010000)
+        assert seen[0] == sync and len(seen) == 1 + FAST.retries + 1
+        assert link.stats.timeouts == FAST.retries + 1
         await link.close()
 
 
