@@ -203,6 +203,7 @@ class _Port:
         self.closed = False
         self.last_rx = 0.0
         self.first_rx: float | None = None
+        self._writable: asyncio.Future[None] | None = None
         self._loop = asyncio.get_running_loop()
         os.set_blocking(self.fd, False)
         self._loop.add_reader(self.fd, self._readable)
@@ -275,15 +276,15 @@ class _Port:
             except (BlockingIOError, InterruptedError):
                 n = 0
             view = view[n:]
-            if view:
-                ready = self._loop.create_future()
-                self._loop.add_writer(self.fd, ready.set_result, None)
+            if view:  # the driver's buffer is full: wait until it takes more
+                ready = self._writable = self._loop.create_future()
+                self._loop.add_writer(self.fd, _resolve, ready)
                 try:
                     await ready
                 finally:
-                    self._loop.remove_writer(self.fd)
-                if self.closed:
-                    raise ConnectionResetError("the port is closed")
+                    self._writable = None
+                    if not self.closed:
+                        self._loop.remove_writer(self.fd)
 
     def close(self) -> None:
         """Stop watching the descriptor and close the port."""
@@ -293,7 +294,16 @@ class _Port:
         with contextlib.suppress(Exception):
             self._loop.remove_reader(self.fd)
         with contextlib.suppress(Exception):
+            self._loop.remove_writer(self.fd)
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_exception(ConnectionResetError("the port is closed"))
+        with contextlib.suppress(Exception):
             self.ser.close()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _open_serial(line: SerialLine) -> Any:
@@ -412,12 +422,14 @@ class SerialLink:
                 self.stats.stale += port.reset()
                 sent_at = loop.time()
                 try:
-                    await port.send(data)
-                except OSError as exc:
+                    async with asyncio.timeout(self.line.transmit_time(len(data))
+                                               + self.params.timeout):
+                        await port.send(data)
+                except (OSError, TimeoutError) as exc:  # a stuck driver, a vanished adapter
                     port.close()
                     self._lost(port)
-                    last = LinkClosed(f"writing to {self.line.port} failed: {exc}",
-                                      endpoint=self.endpoint)
+                    last = LinkClosed(f"writing to {self.line.port} failed: "
+                                      f"{exc or 'timed out'}", endpoint=self.endpoint)
                     continue
                 self.stats.requests += 1
                 tx_done = sent_at + self.line.transmit_time(len(data))

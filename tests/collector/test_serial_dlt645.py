@@ -257,3 +257,19 @@ async def test_url_forms_and_factory() -> None:
     assert isinstance(open_link("G1", "tcp://127.0.0.1:9000", FAST), Dlt645Link)
     dtu = open_link("DTU1", None, FAST)
     assert isinstance(dtu, Dlt645Link) and dtu.url is None
+
+
+async def test_write_larger_than_the_driver_buffer_waits_for_room() -> None:
+    async with meter(energy) as m:
+        link = SerialLink("S1", m.url(), params=FAST)
+        await link.read(ADDR, 0x00010000)
+        port = link._port
+        assert port is not None
+        before = len(m.received)
+        await port.send(b"\xfe" * 65536)  # far more than a pty buffers: waits on add_writer
+        for _ in range(500):
+            if len(m.received) - before >= 65536:
+                break
+            await asyncio.sleep(0.01)
+        assert len(m.received) - before == 65536
+        await link.close()
