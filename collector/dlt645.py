@@ -622,12 +622,18 @@ class Dlt645Link:
         self.stats.connects += 1
         return conn
 
-    async def request(self, data: bytes, match: Callable[[Frame], bool] | None) -> Frame | None:
+    async def request(self, data: bytes, match: Callable[[Frame], bool] | None, *,
+                      deadline: float | None = None) -> Frame | None:
         """Send one request and wait for the frame that answers it, with retries.
+
+        A broadcast (``match`` None) returns as soon as it is sent: nothing answers it.
 
         Args:
             data: The request bytes.
             match: Which received frame is the answer; None for a broadcast (no answer).
+            deadline: Event-loop time (``loop.time()``) after which no attempt waits any
+                longer, retries included (e.g. the end of a slot's grace window); None: the
+                link's timeout per attempt only.
 
         Returns:
             The answering frame (None for a broadcast).
@@ -639,7 +645,10 @@ class Dlt645Link:
         """
         async with self._lock:
             last: Exception | None = None
+            loop = asyncio.get_running_loop()
             for attempt in range(self.params.retries + 1):
+                if deadline is not None and attempt and loop.time() >= deadline:
+                    break
                 if attempt:
                     self.stats.retries += 1
                 conn = await self._ensure()
@@ -655,17 +664,20 @@ class Dlt645Link:
                 self.stats.requests += 1
                 if match is None:
                     return None
-                frame, last = await self._await_reply(conn, match)
+                frame, last = await self._await_reply(conn, match, deadline)
                 if frame is not None:
                     self.stats.replies += 1
                     return frame
             assert last is not None
             raise last
 
-    async def _await_reply(self, conn: _Connection,
-                           match: Callable[[Frame], bool]) -> tuple[Frame | None, Exception]:
+    async def _await_reply(self, conn: _Connection, match: Callable[[Frame], bool],
+                           until: float | None = None) -> tuple[Frame | None, Exception]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.params.timeout
+        if until is not None:
+            deadline = min(deadline, until)
+        start = loop.time()
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -690,17 +702,20 @@ class Dlt645Link:
                 return item, NoAnswer("", endpoint=self.endpoint)
             self.stats.stale += 1
         self.stats.timeouts += 1
-        return None, NoAnswer(f"no answer from {self.endpoint} within {self.params.timeout:g} s",
+        return None, NoAnswer(f"no answer from {self.endpoint} within "
+                              f"{min(self.params.timeout, max(0.0, deadline - start)):.3g} s",
                               endpoint=self.endpoint)
 
     async def exchange(self, message: Message, *, version: Version = Version.V2007,
-                       expect_reply: bool = True) -> tuple[Message, Frame] | None:
+                       expect_reply: bool = True,
+                       deadline: float | None = None) -> tuple[Message, Frame] | None:
         """Send one message and decode the answer (no follow-up handling).
 
         Args:
             message: The request message.
             version: Edition used to decode the answer.
-            expect_reply: False for broadcasts.
+            expect_reply: False for broadcasts: return once sent, wait for nothing.
+            deadline: As for :meth:`request`.
 
         Returns:
             ``(reply message, reply frame)``, or None without a reply.
@@ -716,7 +731,7 @@ class Dlt645Link:
                 return False
             return want is None or 0xAA in want or frame.address == want
 
-        frame = await self.request(data, match if expect_reply else None)
+        frame = await self.request(data, match if expect_reply else None, deadline=deadline)
         if frame is None:
             return None
         reply, _warnings = decode_message(frame, version)
@@ -729,14 +744,15 @@ class Dlt645Link:
             )
         return reply, frame
 
-    async def read(self, address: str, di: int, *,
-                   version: Version = Version.V2007) -> ReadResult:
+    async def read(self, address: str, di: int, *, version: Version = Version.V2007,
+                   deadline: float | None = None) -> ReadResult:
         """Read one data identifier, merging follow-up frames.
 
         Args:
             address: Meter address as printed.
             di: Data identifier.
             version: Edition.
+            deadline: As for :meth:`request`, for the whole read.
 
         Returns:
             The merged reply.
@@ -746,7 +762,8 @@ class Dlt645Link:
             BadReply: The reply is not a read reply for this identifier.
             LinkError: As :meth:`request`.
         """
-        result = await self.exchange(ReadRequest(address, di, version=version), version=version)
+        result = await self.exchange(ReadRequest(address, di, version=version), version=version,
+                                     deadline=deadline)
         assert result is not None
         reply, frame = result
         if not isinstance(reply, ReadResponse) or reply.di != di:
@@ -763,7 +780,7 @@ class Dlt645Link:
             seq += 1
             req = ReadFollowUpRequest(address, di, seq if version is Version.V2007 else None,
                                       version=version)
-            result = await self.exchange(req, version=version)
+            result = await self.exchange(req, version=version, deadline=deadline)
             assert result is not None
             reply, frame = result
             if not isinstance(reply, ReadResponse):

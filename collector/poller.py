@@ -9,11 +9,22 @@ One cycle (:meth:`Poller.run_cycle`) does, per gateway and in this order:
 
 1. interval reads of the energy registers for the current slot, for the meters whose slot
    reading is not stored yet (so a restarted poller reads only what is missing), supply meters
-   first, as long as the slot's grace window lasts;
+   first, as long as the slot's grace window lasts. No read waits past half of what is left of
+   the grace window, so one silent meter leaves time for the others on its bus; a reply that
+   comes after the grace window is not stored as the slot's reading;
 2. daily-freeze reads (``05060001`` + ``05060101``, DI0 = n-th most recent) for freezes due and
    missing in the re-read window, in :func:`collector.schedule.reread_priority` order, with a
-   back-off per missing freeze;
-3. clock checks (date + time), corrected by broadcast or addressed write + read-back.
+   back-off per missing freeze; freezes older than the meter keeps (it answers
+   ``no_requested_data``) are not asked for again;
+3. clock checks (date + time), corrected by broadcast (sent, no reply waited for) or addressed
+   write + read-back.
+
+Steps 2 and 3 are low-priority: they stop at the next wake-up (:meth:`Poller.next_wake`) and
+none of their requests waits past it, so they never delay the next slot's reads; what is left
+is done in a later cycle. Times are on the poller's clock, which may run faster than real time
+(a simulated fleet): waits are converted to real time with the clock's ``to_wall``. A cycle
+waits for its gateways until the next wake-up at most; a gateway still busy then goes on in
+the background (its next cycle queued behind it) and does not hold up the others.
 
 Readings go through :func:`storage.readings.ingest` (source ``dlt645:<gateway>`` /
 ``modbus:<gateway>``) in batches, one transaction each, so a reading is either committed or
@@ -31,7 +42,7 @@ import ssl
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -286,6 +297,8 @@ class Poller:
         self._broadcast_day: dict[str, date] = {}
         self._cycle_started: datetime | None = None
         self._retry_at: datetime | None = None
+        self._freeze_depth: dict[int, tuple[int, date]] = {}
+        self._jobs: dict[str, asyncio.Task[None]] = {}
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -316,6 +329,12 @@ class Poller:
 
     async def close(self) -> None:
         """Flush what is buffered, close links, the listener and the database connection."""
+        for job in self._jobs.values():
+            job.cancel()
+        for job in self._jobs.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await job
+        self._jobs.clear()
         with contextlib.suppress(Exception):
             await self.flush()
         if self.listener is not None:
@@ -476,18 +495,69 @@ class Poller:
         have = await self._stored_freezes(days, [m.id for m in freezers])
         missing = [MissingFreeze(m.number, m.role, d, m.billing)
                    for m in freezers for d in days if (m.id, d) not in have
-                   and self._reread_ok(m.id, d, now)]
+                   and self._reread_ok(m.id, d, now) and self._freeze_kept(m.id, d, now)]
         plan = reread_plan(missing, now, self.tz, cfg.reread_days)
         freezes_by_gw: dict[str, list[MissingFreeze]] = defaultdict(list)
         for item in plan:
             freezes_by_gw[self.meters[item.meter].gateway_id].append(item)
+        wake = self.next_wake()
         jobs = []
         for gid, ms in by_gw.items():
             interval = [(m, due[m.id]) for m in ms if m.id in due and m.id not in stored]
-            jobs.append(self._run_gateway(gid, interval, freezes_by_gw.get(gid, [])))
-        await asyncio.gather(*jobs)
+            jobs.append(self._gateway_job(gid, interval, freezes_by_gw.get(gid, [])))
+        if jobs:
+            # every request of a gateway's cycle ends by the next wake-up; a gateway that is
+            # still busy then (e.g. a Modbus gateway that does not answer) goes on in the
+            # background rather than holding up the next slot on every other gateway
+            done, _pending = await asyncio.wait(jobs, timeout=self._real_seconds(wake) + 1.0)
+            for job in done:
+                exc = job.exception()
+                if exc is not None:
+                    raise exc
         await self.flush()
         self.stats.cycles += 1
+
+    def _gateway_job(self, gid: str, interval: list[tuple[PollMeter, datetime]],
+                     freezes: list[MissingFreeze]) -> asyncio.Task[None]:
+        """A gateway's share of a cycle as a task, queued behind its previous one if any."""
+        prev = self._jobs.get(gid)
+
+        async def job() -> None:
+            if prev is not None and not prev.done():
+                await asyncio.wait({prev})
+            await self._run_gateway(gid, interval, freezes)
+
+        task = asyncio.ensure_future(job())
+        task.add_done_callback(self._job_done)
+        self._jobs[gid] = task
+        return task
+
+    @staticmethod
+    def _job_done(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("gateway cycle failed: %s", task.exception())
+
+    def _real_seconds(self, instant: datetime) -> float:
+        """Real seconds until the poller's clock reaches ``instant`` (0 when it has)."""
+        to_wall = getattr(self.clock, "to_wall", None)
+        if callable(to_wall):  # a simulated clock, possibly faster than real time
+            left = (to_wall(instant) - datetime.now(UTC)).total_seconds()
+        else:
+            left = (instant - self.clock.now()).total_seconds()
+        return max(0.0, left)
+
+    def _deadline(self, instant: datetime, share: float = 1.0) -> float:
+        """Event-loop time at ``share`` of the real time left until ``instant``."""
+        return asyncio.get_running_loop().time() + share * self._real_seconds(instant)
+
+    def _freeze_kept(self, meter_id: int, day: date, now: datetime) -> bool:
+        """False when the meter is known not to keep the freeze of ``day`` (too old for it)."""
+        known = self._freeze_depth.get(meter_id)
+        if known is None:
+            return True
+        depth, as_of = known  # the meter kept at most `depth` freezes on `as_of`
+        n = freeze_index(day, now, self.tz)
+        return n <= depth + (now.astimezone(self.tz).date() - as_of).days
 
     def _note_retry(self, m: PollMeter, slot: datetime) -> None:
         """A slot read failed: come back half-way through what is left of its grace window."""
@@ -514,28 +584,42 @@ class Poller:
             self.stats.unreachable += 1  # DTU not registered: nothing to wait for
             self.stats.slots_missed += len(interval)
             return
+        grace = self.config.schedule.grace_fraction
         try:
+            # 1. the slot reads, first: each waits for at most half of what is left of its
+            # slot's grace window, so a silent meter cannot use up the window of the others
             for m, slot in interval:
-                if slot_due(self.clock.now(), m.interval_min, self.tz,
-                            self.config.schedule.grace_fraction) != slot:
+                if slot_due(self.clock.now(), m.interval_min, self.tz, grace) != slot:
                     self.stats.slots_missed += 1
                     continue
-                if not await self._guard(self._read_interval(m, slot)):
+                end = slot + timedelta(minutes=m.interval_min * grace)
+                if not await self._guard(self._read_interval(m, slot, self._deadline(end, 0.5))):
                     self._note_retry(m, slot)
                 await self._maybe_flush()
+            # 2. and 3. low priority: they stop at the next wake-up and none of their requests
+            # waits past it, so they never delay the next slot's reads
             for item in freezes:
+                if self._low_priority_over():
+                    return
                 m = self.meters[item.meter]
-                ok = await self._guard(self._read_freeze(m, item.day))
+                ok = await self._guard(self._read_freeze(m, item.day,
+                                                         self._deadline(self.next_wake())))
                 if not ok:
                     self._reread_failed(m.id, item.day, self.clock.now())
                 await self._maybe_flush()
             if self.config.clock_checks and link is not None:
-                for m in self.meters.values():
+                for m in list(self.meters.values()):
                     if m.gateway_id == gid and m.protocol == "dlt645-2007":
+                        if self._low_priority_over():
+                            return
                         await self._guard(self._check_clock(link, m))
         except Unreachable as exc:
             self.stats.unreachable += 1
             log.warning("gateway %s unreachable: %s", gid, exc)
+
+    def _low_priority_over(self) -> bool:
+        """True once the next wake-up has come: re-reads and clock checks wait for a later cycle."""
+        return self.clock.now() >= self.next_wake()
 
     async def _guard(self, coro: Any) -> bool:
         """Run one read; count its failure. Unreachable aborts the gateway's cycle."""
@@ -558,32 +642,49 @@ class Poller:
         return False
 
     # ----------------------------------------------------------------- reads
-    async def _read_interval(self, m: PollMeter, slot: datetime) -> None:
+    async def _read_interval(self, m: PollMeter, slot: datetime,
+                             deadline: float | None = None) -> None:
         wanted = [FORWARD, REVERSE] if m.bidirectional else [FORWARD]
+        rows = []  # all of a meter's slot readings, or none: a retry then reads them all
         if m.protocol == "modbus":
             mb = self.modbus_links[m.gateway_id]
             rmap = register_map(m.model or "sdm630")
             qs = [q for q in wanted if rmap.entry(q) is not None]
             values = await mb.read(m.unit_id if m.unit_id is not None else 1, rmap, qs)
-            for q in qs:
-                self._add(f"modbus:{m.gateway_id}",
-                          RegisterRow(m.id, QUANTITY_IDS[q], slot, float(values[q].value)))
+            rows = [RegisterRow(m.id, QUANTITY_IDS[q], slot, float(values[q].value)) for q in qs]
+            source = f"modbus:{m.gateway_id}"
+        else:
+            version = _VERSIONS[m.protocol]
+            link = self.links[m.gateway_id]
+            for q in wanted:
+                result = await link.read(m.number, _ENERGY_DI[version][q], version=version,
+                                         deadline=deadline)
+                value = result.values().get(q)
+                if isinstance(value, int | float):
+                    rows.append(RegisterRow(m.id, QUANTITY_IDS[q], slot, float(value)))
+            source = f"dlt645:{m.gateway_id}"
+        if slot_due(self.clock.now(), m.interval_min, self.tz,
+                    self.config.schedule.grace_fraction) != slot:
+            # read after the slot's grace window: a register read then is not the slot's value
+            self.stats.slots_missed += 1
+            log.debug("meter %s: slot %s read too late, not stored", m.number, slot)
             return
-        version = _VERSIONS[m.protocol]
-        link = self.links[m.gateway_id]
-        rows = []  # all of a meter's slot readings, or none: a retry then reads them all
-        for q in wanted:
-            result = await link.read(m.number, _ENERGY_DI[version][q], version=version)
-            value = result.values().get(q)
-            if isinstance(value, int | float):
-                rows.append(RegisterRow(m.id, QUANTITY_IDS[q], slot, float(value)))
         for row in rows:
-            self._add(f"dlt645:{m.gateway_id}", row)
+            self._add(source, row)
 
-    async def _read_freeze(self, m: PollMeter, day: date) -> None:
+    async def _read_freeze(self, m: PollMeter, day: date, deadline: float | None = None) -> None:
         link = self.links[m.gateway_id]
-        n = freeze_index(day, self.clock.now(), self.tz)
-        label_text = (await link.read(m.number, 0x05060000 + n)).values().get("daily_frozen_time")
+        now = self.clock.now()
+        n = freeze_index(day, now, self.tz)
+        try:
+            label = await link.read(m.number, 0x05060000 + n, deadline=deadline)
+        except AbnormalReply as exc:
+            if n >= 2 and "no_requested_data" in exc.error_bits:
+                # the meter keeps fewer than n freezes (it is newer than that): this day and
+                # older ones are never there, so they are not asked for again
+                self._freeze_depth[m.id] = (n - 1, now.astimezone(self.tz).date())
+            raise
+        label_text = label.values().get("daily_frozen_time")
         if not isinstance(label_text, str):
             raise BadReply(f"meter {m.number}: freeze {n} has no time label", reason="no_label")
         label = datetime.strptime(label_text, "%Y-%m-%d %H:%M").replace(tzinfo=self.tz)
@@ -593,16 +694,17 @@ class Poller:
             parts.append((0x05060200 + n, FROZEN_REVERSE))
         rows = []  # all of a freeze's values, or none
         for di, q in parts:
-            value = (await link.read(m.number, di)).values().get(q)
+            value = (await link.read(m.number, di, deadline=deadline)).values().get(q)
             if isinstance(value, int | float):
                 rows.append(RegisterRow(m.id, QUANTITY_IDS[q], label, float(value),
                                         meter_ts=label))
         for row in rows:
             self._add(source, row)
 
-    async def _meter_time(self, link: Dlt645Link, m: PollMeter) -> tuple[datetime, datetime]:
-        d = (await link.read(m.number, 0x04000101)).values().get("date")
-        t = (await link.read(m.number, 0x04000102)).values().get("time")
+    async def _meter_time(self, link: Dlt645Link, m: PollMeter,
+                          deadline: float | None = None) -> tuple[datetime, datetime]:
+        d = (await link.read(m.number, 0x04000101, deadline=deadline)).values().get("date")
+        t = (await link.read(m.number, 0x04000102, deadline=deadline)).values().get("time")
         true = self.clock.now()
         if not isinstance(d, str) or not isinstance(t, str):
             raise BadReply(f"meter {m.number}: unreadable clock", reason="bad_clock")
@@ -614,7 +716,12 @@ class Poller:
         cfg = self.config.schedule
         if last is not None and now - last < timedelta(hours=cfg.clock_check_hours):
             return
-        meter_time, true = await self._meter_time(link, m)
+        local_now = now.astimezone(self.tz)
+        minute = local_now.hour * 60 + local_now.minute
+        if minute < cfg.midnight_guard_min or minute >= 1440 - cfg.midnight_guard_min:
+            return  # no sync near the 00:00 freeze: not worth reading the clock either
+        deadline = self._deadline(self.next_wake())
+        meter_time, true = await self._meter_time(link, m, deadline)
         today = true.astimezone(self.tz).date()
         action = clock_action(meter_time, true, self.tz, tolerance_s=cfg.clock_tolerance_s,
                               broadcast_max_s=cfg.broadcast_max_s,
@@ -628,14 +735,16 @@ class Poller:
             return
         local = self.clock.now().astimezone(self.tz)
         if action is ClockAction.BROADCAST:
+            # a broadcast has no reply: it returns once sent
             await link.exchange(TimeSyncRequest(local.strftime("%Y-%m-%d %H:%M:%S")),
                                 expect_reply=False)
             self._broadcast_day[m.gateway_id] = today
         else:
             for di, text in ((0x04000101, local.strftime("%Y-%m-%d")),
                              (0x04000102, local.strftime("%H:%M:%S"))):
-                await link.exchange(WriteRequest(m.number, di, encode_values(di, [text])))
-        after, true_after = await self._meter_time(link, m)
+                await link.exchange(WriteRequest(m.number, di, encode_values(di, [text])),
+                                    deadline=deadline)
+        after, true_after = await self._meter_time(link, m, deadline)
         left = (after - true_after).total_seconds()
         self.stats.clock_syncs += 1
         self._events.append((m.id, true, "clock_sync", {
