@@ -1,7 +1,8 @@
 """VEE from the database on 50 real households (SGSC, ../shared/data), imported as CSV.
 
 The CSV is written here from the parquet file and never committed. Importing all 1.45 M rows
-took 76 s on the development machine, too slow for CI, so the test imports two months: every
+took 40–104 s on the development machine (bench/analytics_accuracy.py measures it), too slow
+for CI, so the test imports two months: every
 customer with data in them (49 of the 50), interval ends 2013-09-01 00:30 … 2013-11-01 00:00,
 about 137 k rows. They hold real gaps (59 runs, 3 091 missing half-hours), the 2013-10-06
 duplicate stamps (some with two different values) and the near-all-zero customer. Timestamps
