@@ -71,6 +71,7 @@ from collector.schedule import (
     reread_plan,
     slot_due,
 )
+from collector.serial import SerialLink, open_link
 from meterhub.clock import Clock
 from protocols.dlt645 import (
     RelayStatus,
@@ -281,7 +282,7 @@ class Poller:
         self.tz = tz
         self.config = config or CollectorConfig()
         self.stats = PollStats()
-        self.links: dict[str, Dlt645Link] = {}
+        self.links: dict[str, Dlt645Link | SerialLink] = {}
         self.modbus_links: dict[str, ModbusLink] = {}
         self.meters: dict[str, PollMeter] = {}
         self.gateways: dict[str, PollGateway] = {}
@@ -312,7 +313,7 @@ class Poller:
         await self.refresh_archive()
         if any(g.mode == "listen" for g in self.gateways.values()):
             listen = {gid: link for gid, link in self.links.items()
-                      if self.gateways[gid].mode == "listen"}
+                      if isinstance(link, Dlt645Link) and self.gateways[gid].mode == "listen"}
             self.listener = DtuListener(
                 listen, host=self.config.listen_host, port=self.config.listen_port,
                 models=list(self.config.dtu_models.values()), tls=self._server_tls(),
@@ -377,12 +378,12 @@ class Poller:
                 if tls is not None:
                     params = LinkParams(params.preamble, params.timeout, params.retries,
                                         params.connect_timeout, params.follow_up_max, tls)
-                self.links[gid] = Dlt645Link(
-                    gid, url=g.url if g.mode == "connect" else None, params=params,
+                self.links[gid] = open_link(
+                    gid, g.url if g.mode == "connect" else None, params,
                     model=model, on_fault=self._on_fault)
         if self.listener is not None:  # listen-mode gateways added later
             self.listener.links = {gid: link for gid, link in self.links.items()
-                                   if gid in self.gateways
+                                   if isinstance(link, Dlt645Link) and gid in self.gateways
                                    and self.gateways[gid].mode == "listen"}
 
     def _on_fault(self, gateway_id: str, event: Corrupt) -> None:
@@ -701,7 +702,7 @@ class Poller:
         for row in rows:
             self._add(source, row)
 
-    async def _meter_time(self, link: Dlt645Link, m: PollMeter,
+    async def _meter_time(self, link: Dlt645Link | SerialLink, m: PollMeter,
                           deadline: float | None = None) -> tuple[datetime, datetime]:
         d = (await link.read(m.number, 0x04000101, deadline=deadline)).values().get("date")
         t = (await link.read(m.number, 0x04000102, deadline=deadline)).values().get("time")
@@ -710,7 +711,7 @@ class Poller:
             raise BadReply(f"meter {m.number}: unreadable clock", reason="bad_clock")
         return datetime.strptime(f"{d} {t}", "%Y-%m-%d %H:%M:%S").replace(tzinfo=self.tz), true
 
-    async def _check_clock(self, link: Dlt645Link, m: PollMeter) -> None:
+    async def _check_clock(self, link: Dlt645Link | SerialLink, m: PollMeter) -> None:
         now = self.clock.now()
         last = self._clock_checked.get(m.id)
         cfg = self.config.schedule

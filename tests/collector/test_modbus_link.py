@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from collector.errors import AbnormalReply, NoAnswer, Unreachable
-from collector.modbus import ModbusLink, ModbusParams, register_map, serial_available
+from collector.modbus import ModbusLink, ModbusParams, register_map
 from protocols.modbus import FunctionCode
 from simulators.runner import Fleet
 from simulators.scenario import parse_scenario
@@ -79,10 +79,3 @@ async def test_silent_meter_is_no_answer_and_closed_port_unreachable() -> None:
     with pytest.raises(Unreachable):
         await link.read(1, register_map("sdm630"), ["forward_active_total_kwh"])
     await link.close()
-
-
-def test_rtu_needs_pyserial() -> None:
-    if serial_available():
-        pytest.skip("pyserial is installed here")
-    with pytest.raises(ValueError, match="pyserial"):
-        ModbusLink("G1", "rtu:///dev/ttyUSB0")
