@@ -85,8 +85,14 @@ def _human(obj: dict[str, Any]) -> str:
 
 async def _read(gateway: str, address: str, di: int, version: Version,
                 timeout: float) -> ReadResult:
-    link = Dlt645Link("cli", url=gateway,
-                      params=LinkParams(timeout=timeout, connect_timeout=timeout))
+    params = LinkParams(timeout=timeout, connect_timeout=timeout)
+    link: Any
+    if gateway.startswith("serial://"):
+        from collector.serial import open_link  # pyserial only when a serial port is named
+
+        link = open_link("cli", gateway, params)
+    else:
+        link = Dlt645Link("cli", url=gateway, params=params)
     try:
         return await link.read(address, di, version=version)
     finally:
