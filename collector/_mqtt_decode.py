@@ -32,9 +32,11 @@ from protocols.mqtt import (
     FramesBatch,
     Limits,
     PayloadError,
-    ReadingsBatch,
+    ReadingRows,
     TopicError,
+    UplinkKind,
     check_concentrator_id,
+    parse_readings,
     parse_topic,
     parse_uplink,
 )
@@ -94,11 +96,12 @@ class Decoded:
         payload: The payload bytes.
         concentrator: The concentrator id from the topic (None if the topic is not usable).
         kind: ``readings``, ``events``, ``acks`` or ``frames`` (None with a topic fault).
-        message: The parsed message, or None when ``fault`` is set.
+        message: The parsed message (a :class:`~protocols.mqtt.ReadingRows` for
+            ``readings``), or None when ``fault`` is set.
         fault: Why the payload as a whole cannot be used, else None.
-        items: Readings (from ``readings``: the parsed :class:`~protocols.mqtt.Reading`
-            objects; from ``frames``: :class:`Item` objects), each with ``meter``,
-            ``quantity``, ``ts``, ``value`` and ``interval``.
+        items: Readings (from ``readings``: the :class:`~protocols.mqtt.ReadingRows`, whose
+            plain ``rows`` the store uses; from ``frames``: :class:`Item` objects), each
+            with ``meter``, ``quantity``, ``ts``, ``value`` and ``interval``.
         frame_faults: Frames of a ``frames`` batch that gave no reading.
         batch: The batch id for the receipt (also from a refused payload when readable).
         seq: The batch's sequence number, likewise.
@@ -110,7 +113,7 @@ class Decoded:
     kind: str | None = None
     message: Any = None
     fault: Fault | None = None
-    items: Sequence[Any] = field(default_factory=list)
+    items: Sequence[Any] | ReadingRows = field(default_factory=list)
     frame_faults: list[Fault] = field(default_factory=list)
     batch: str | None = None
     seq: int | None = None
@@ -148,11 +151,16 @@ def decode(topic: str, payload: bytes, *, limits: Limits = DEFAULT_LIMITS) -> De
         The decoded uplink; ``fault`` says why a payload is refused as a whole.
     """
     out = Decoded(topic=topic, payload=bytes(payload))
+    message: Any
     try:
         parsed = parse_topic(topic)
         out.concentrator = parsed.concentrator
         out.kind = str(parsed.kind)
-        _cid, message = parse_uplink(topic, out.payload, limits=limits)
+        if parsed.kind is UplinkKind.READINGS:
+            # plain checks of the same rules; the models only for refused payloads
+            _cid, message = parse_readings(topic, out.payload, limits=limits)
+        else:
+            _cid, message = parse_uplink(topic, out.payload, limits=limits)
     except TopicError as exc:
         levels = topic.split("/")
         if out.concentrator is None and len(levels) == 6:
@@ -173,10 +181,9 @@ def decode(topic: str, payload: bytes, *, limits: Limits = DEFAULT_LIMITS) -> De
         out.fault = Fault(KIND_PAYLOAD, out.payload, str(exc.reason), str(exc), context)
         return out
     out.message = message
-    if isinstance(message, ReadingsBatch):
+    if isinstance(message, ReadingRows):
         out.batch, out.seq = message.batch, message.seq
-        # Reading has Item's attributes: used as is, without a copy per reading
-        out.items = message.readings  # type: ignore[assignment]
+        out.items = message
     elif isinstance(message, EventsBatch):
         out.batch, out.seq = message.batch, message.seq
     elif isinstance(message, FramesBatch):

@@ -26,7 +26,14 @@ import psycopg
 from psycopg import sql
 
 from collector._mqtt_decode import KIND_PAYLOAD, Decoded, Fault
-from protocols.mqtt import CommandAck, EventsBatch, Receipt
+from protocols.mqtt import (
+    BatchKind,
+    CommandAck,
+    EventsBatch,
+    ReadingRows,
+    Receipt,
+    ReceiptResult,
+)
 from storage import quarantine
 from storage.readings import (
     INTERVAL_QUANTITIES,
@@ -170,32 +177,49 @@ class _Plan:
     rejected: int = 0
 
 
+_REGISTER_QIDS: Final = {q: i for q, i in QUANTITY_IDS.items() if q not in INTERVAL_QUANTITIES}
+_INTERVAL_QIDS: Final = {q: i for q, i in QUANTITY_IDS.items() if q in INTERVAL_QUANTITIES}
+
+
+def _rows(d: Decoded) -> Sequence[tuple[Any, ...]]:
+    """``(meter, quantity, ts, value, interval)`` per reading of an uplink."""
+    items = d.items
+    if isinstance(items, ReadingRows):
+        return items.rows
+    return [(it.meter, it.quantity, it.ts, it.value, it.interval) for it in items]
+
+
 def _plan_readings(
     d: Decoded, refs: dict[str, MeterRef], received_at: datetime, default_interval: int
 ) -> _Plan:
+    """The COPY tuples of one uplink, in one pass over its readings."""
     plan = _Plan([], [], set())
     source = d.source
-    registers, intervals, get, qids = plan.registers, plan.intervals, refs.get, QUANTITY_IDS
-    for it in d.items:
-        ref = get(it.meter)
+    registers, intervals, get = plan.registers, plan.intervals, refs.get
+    add_register, register_qid = registers.append, _REGISTER_QIDS.get
+    for meter, quantity, ts, value, interval in _rows(d):
+        ref = get(meter)
         if ref is None:
-            plan.unknown.add(it.meter)
+            plan.unknown.add(meter)
             plan.rejected += 1
             continue
-        quantity = it.quantity
-        if quantity in INTERVAL_QUANTITIES:
-            minutes = it.interval or ref.interval_min or default_interval
-            intervals.append((ref.id, qids[quantity], it.ts, it.value, minutes, source,
-                              received_at))
+        qid = register_qid(quantity)
+        if qid is not None:
+            add_register((ref.id, qid, ts, value, source, received_at))
         else:
-            registers.append((ref.id, qids[quantity], it.ts, it.value, source, received_at))
+            minutes = interval or ref.interval_min or default_interval
+            intervals.append((ref.id, _INTERVAL_QIDS[quantity], ts, value, minutes, source,
+                              received_at))
     return plan
 
 
 def _numbers(decoded: Sequence[Decoded]) -> set[str]:
     numbers: set[str] = set()
     for d in decoded:
-        numbers.update(it.meter for it in d.items)
+        if isinstance(d.items, ReadingRows):
+            numbers.update([r[0] for r in d.items.rows])
+        else:
+            numbers.update(it.meter for it in d.items)
         if isinstance(d.message, EventsBatch):
             numbers.update(e.meter for e in d.message.events if e.meter is not None)
         elif isinstance(d.message, CommandAck) and d.message.meter is not None:
@@ -349,8 +373,8 @@ def _receipt(d: Decoded, out: Outcome) -> Receipt | None:
     stored = out.inserted + out.duplicates + out.conflicts
     whole = d.fault is not None or (stored == 0 and out.rejected > 0)
     reason = out.fault[:500] if out.fault else None
-    return Receipt(kind=d.kind, batch=d.batch, seq=d.seq,
-                   result="quarantined" if whole else "committed",
+    return Receipt(kind=BatchKind(d.kind), batch=d.batch, seq=d.seq,
+                   result=ReceiptResult.QUARANTINED if whole else ReceiptResult.COMMITTED,
                    accepted=out.inserted, duplicates=out.duplicates, conflicts=out.conflicts,
                    rejected=out.rejected, reason=reason)
 

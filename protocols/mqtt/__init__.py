@@ -53,6 +53,7 @@ from ._messages import (
     TimeSync,
     UplinkMessage,
 )
+from ._readings import ReadingRow, ReadingRows, check_readings, parse_readings
 from ._schema import json_schema, json_schema_text
 from ._topics import (
     SHARED_UPLINK_FILTER,
@@ -96,6 +97,8 @@ __all__ = [
     "PayloadFault",
     "ReadCommand",
     "Reading",
+    "ReadingRow",
+    "ReadingRows",
     "ReadingsBatch",
     "Receipt",
     "ReceiptResult",
@@ -109,6 +112,7 @@ __all__ = [
     "UplinkKind",
     "UplinkMessage",
     "check_concentrator_id",
+    "check_readings",
     "decode_payload",
     "downlink_filter",
     "downlink_topic",
@@ -117,6 +121,7 @@ __all__ = [
     "json_schema",
     "json_schema_text",
     "parse_downlink",
+    "parse_readings",
     "parse_topic",
     "parse_uplink",
     "shared_uplink_filter",
