@@ -201,6 +201,7 @@ class Scenario(_Strict):
     area_prefix: str = "A"
     manual_read_time: str = "00:05"
     manual_read_jitter_min: float = Field(default=5.0, ge=0)
+    freeze_tolerance_min: int = Field(default=15, ge=0, le=720)
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     load: LoadConfig = Field(default_factory=LoadConfig)

@@ -2,11 +2,12 @@
 
 Per area and local day: the *physical* energies (transformer import and back-feed, customers'
 import and export through their meters, technical loss, theft — they balance exactly) and the
-*registered* figures a master station would compute from the meters' daily freezes through the
-archive (CT multipliers as archived, reverse terms only for meters archived as bidirectional,
-customers counted in their archived area), with a ``computable`` flag saying whether every term
-can be delivered by the meters' channels. Per meter: its true error, faults with dates, mapping,
-exchanges, missing, estimated and mistyped reads.
+*registered* figures a master station would compute from the meters' daily freezes (for
+meters without freezes, the register polls at or nearest to 00:00 within the freeze tolerance)
+through the archive (CT multipliers as archived, reverse terms only for meters archived as
+bidirectional, customers counted in their archived area), with a ``computable`` flag saying
+whether every term can be delivered by the meters' channels. Per meter: its true error,
+faults with dates, mapping, exchanges, missing, estimated and mistyped reads.
 """
 
 from __future__ import annotations
@@ -48,11 +49,17 @@ class Delivery:
         self.w = world
         n = world.sc.days if days is None else days
         self.run_slots = n * world.S + world.S  # run plus the next day's reads
+        # polls answered until the run ends, one simulated hour after the last midnight
+        self.end_g = n * world.S + world.S // 24
         self.random_missing = {
             (int(p), d * world.S + int(s))
             for d, idx in world.missing_random.items()
             for p, s in idx
         }
+        self._poll_row = {int(m): i for i, m in enumerate(world.poll_meters)}
+        k = world.poll_reach
+        # 00:00 first, then outwards; the earlier poll first on a tie
+        self._poll_order = [0] + [j for i in range(1, k + 1) for j in (-i, i)]
 
     def _offline(self, window: tuple[int, int] | None, g: int) -> bool:
         return window is not None and window[0] <= g < window[1]
@@ -67,8 +74,8 @@ class Delivery:
         if proto == "manual":
             return w.manual_kind.get((p, b), "actual") != "skipped"
         if proto in ("modbus", "dlt645-1997"):
-            # no daily freeze register: the poll at 00:00 must succeed
-            return not self._offline(off, b * S)
+            # no daily freeze register: the value at 00:00 itself needs the 00:00 poll
+            return self.answered(m, b * S)
         if proto == "mqtt":
             c = int(w.concentrator_of[p])
             coff = w.conc_offline.get(c)
@@ -89,6 +96,37 @@ class Delivery:
         if off is None:
             return True
         return not (off[0] <= b * S and off[1] >= self.run_slots)
+
+    def answered(self, m: int, g: int) -> bool:
+        """True when meter ``m`` answers the poll at slot boundary ``g`` during the run (it is
+        silent for a whole slot that is offline or randomly missing)."""
+        p = self.w.m_point[m]
+        return (
+            0 <= g < self.end_g
+            and not self._offline(self.w.offline.get(p), g)
+            and (p, g) not in self.random_missing
+        )
+
+    def boundary(self, m: int, b: int) -> tuple[float, float] | None:
+        """(forward, reverse) register values a master station takes for a meter without
+        daily freezes (Modbus, DL/T 645-1997) at local midnight ``b``, or None.
+
+        As CONTRACTS.md's same-period balance (``storage.boundaries.boundary_values``): the
+        register read at the 00:00 poll when that poll is answered, else the answered poll
+        nearest to 00:00 within ``freeze_tolerance_min`` (the earlier one on a tie), with the
+        value the meter reported there; None when no poll within the tolerance is answered.
+        """
+        w = self.w
+        fz = w.freezes.get(b)
+        row = self._poll_row.get(m)
+        if fz is None or fz.polls is None or row is None:
+            return None
+        k = w.poll_reach
+        for j in self._poll_order:
+            v = fz.polls[row, j + k]
+            if not np.isnan(v[0]) and self.answered(m, b * w.S + j):
+                return float(v[0]), float(v[1])
+        return None
 
 
 def area_days(world: World, days: int) -> list[dict[str, Any]]:
@@ -125,17 +163,24 @@ def area_days(world: World, days: int) -> list[dict[str, Any]]:
             start: float | None = None
             end: float | None = None
             start_f = start_r = end_f = end_r = 0.0
+            polled = w.protocol[p] in ("modbus", "dlt645-1997")
             if fz0.valid[m]:
                 start_f, start_r = fz0.values[m, 0], fz0.values[m, 5]
                 start = 1.0
-                if not dl.frozen(m, d):
+                v = dl.boundary(m, d) if polled else None
+                if v is not None:
+                    start_f, start_r = v
+                elif polled or not dl.frozen(m, d):
                     missing[a].append(w.m_number[m])
             elif m in ex_by_new and ex_by_new[m]["g"] // w.S == d:
                 start_f, start_r, start = ex_by_new[m]["new_start"], 0.0, 1.0
             if fz1.valid[m]:
                 end_f, end_r = fz1.values[m, 0], fz1.values[m, 5]
                 end = 1.0
-                if not dl.frozen(m, d + 1):
+                v = dl.boundary(m, d + 1) if polled else None
+                if v is not None:
+                    end_f, end_r = v
+                elif polled or not dl.frozen(m, d + 1):
                     missing[a].append(w.m_number[m])
             elif m in ex_by_old and ex_by_old[m]["g"] // w.S == d:
                 e = ex_by_old[m]
@@ -237,10 +282,13 @@ def meters(world: World, days: int) -> list[dict[str, Any]]:
     w = world
     out = []
     miss_slots: dict[int, list[str]] = {}
+    hour = w.S // 24  # devices stay silent in the simulated hour after the last midnight
     for d, idx in sorted(w.missing_random.items()):
-        if d >= days:
+        if d > days:
             continue
         for p, s in idx:
+            if d == days and s >= hour:
+                continue
             miss_slots.setdefault(int(p), []).append(w.iso(w.g_time(d * w.S + int(s) + 1)))
     eps = np.array([w._gain(d) - 1.0 for d in range(days)]).reshape(days, w.P)
     reads: dict[int, list[dict[str, Any]]] = {}
