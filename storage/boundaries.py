@@ -108,7 +108,8 @@ async def boundary_values(
     """(meter id, boundary index) → (value, is_estimate) for the frozen-or-register pair.
 
     ``quantities`` is (daily frozen quantity, register quantity): the frozen value at exactly
-    the boundary wins; else the register value nearest to the boundary within ``tolerance``.
+    the boundary wins; else the register value nearest to the boundary within ``tolerance``,
+    the earlier one when two are equally near.
     """
     if not ids or not boundaries:
         return {}
@@ -120,7 +121,7 @@ async def boundary_values(
         cand AS (
             SELECT rb.meter_id, b.idx, rb.value, rb.origin,
                    CASE WHEN rb.quantity_id = %(fq)s THEN 0 ELSE 1 END AS pref,
-                   abs(extract(epoch FROM rb.ts - b.t)) AS dist
+                   abs(extract(epoch FROM rb.ts - b.t)) AS dist, rb.ts
             FROM b JOIN reading_best rb
               ON rb.meter_id = ANY(%(ids)s)
              AND rb.quantity_id IN (%(fq)s, %(rq)s)
@@ -128,7 +129,7 @@ async def boundary_values(
             WHERE rb.quantity_id = %(rq)s OR rb.ts = b.t
         )
         SELECT DISTINCT ON (meter_id, idx) meter_id, idx, value, origin
-        FROM cand ORDER BY meter_id, idx, pref, dist
+        FROM cand ORDER BY meter_id, idx, pref, dist, ts
         """,
         {"b": boundaries, "ids": ids, "fq": frozen_q, "rq": register_q, "tol": tolerance},
     )
