@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -281,6 +282,8 @@ class MqttCollector:
         self._client: paho.Client | None = None
         self._inbound: asyncio.Queue[_Inbound] | None = None
         self._slots = threading.BoundedSemaphore(link.receive_maximum)
+        self._handover: collections.deque[_Inbound] = collections.deque()
+        self._wake_pending = False
         self._held = 0
         self._refused: str | None = None
 
@@ -416,12 +419,27 @@ class MqttCollector:
         inbound = _Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload), generation,
                            self.clock.now())
         loop = self._loop
+        # Hand over through a deque; wake the event loop only when it is not already due to
+        # take what is there (one wake-up for a burst of messages, not one per message).
+        self._handover.append(inbound)
+        if self._wake_pending:
+            return
+        self._wake_pending = True
         try:
             if loop is None:
                 raise RuntimeError("not running")
-            loop.call_soon_threadsafe(self._enqueue, inbound)
+            loop.call_soon_threadsafe(self._take_handover)
         except RuntimeError:
-            self._slots.release()
+            self._wake_pending = False
+            with contextlib.suppress(IndexError):
+                self._handover.remove(inbound)
+                self._slots.release()
+
+    def _take_handover(self) -> None:
+        self._wake_pending = False  # before draining: a message appended later wakes again
+        handover = self._handover
+        while handover:
+            self._enqueue(handover.popleft())
 
     def _enqueue(self, inbound: _Inbound) -> None:
         assert self._inbound is not None
