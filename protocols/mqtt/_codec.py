@@ -201,8 +201,11 @@ def _encode(message: BaseModel, limits: Limits, topic: str) -> bytes:
         "frames": limits.max_frames,
         "meters": limits.max_meters,
     }
+    fields = type(message).model_fields
     for name, limit in counts.items():
-        items = getattr(message, name, None)
+        if name not in fields:  # getattr of a missing name is pydantic's slow path
+            continue
+        items = getattr(message, name)
         if isinstance(items, tuple) and len(items) > limit:
             raise PayloadError(
                 f"{len(items)} items exceed the limit of {limit}",
