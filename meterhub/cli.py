@@ -33,6 +33,9 @@ quarantine_app = typer.Typer(help="Input that was rejected, and re-running it.",
                              no_args_is_help=True)
 analyze_app = typer.Typer(help="Line loss and suspects from the database.", no_args_is_help=True)
 app.add_typer(analyze_app, name="analyze")
+vee_app = typer.Typer(help="Validation, estimation and editing (VEE) of readings.",
+                      no_args_is_help=True)
+app.add_typer(vee_app, name="vee")
 app.add_typer(db_app, name="db")
 app.add_typer(fleet_app, name="fleet")
 app.add_typer(import_app, name="import")
@@ -305,6 +308,112 @@ def analyze_lineloss(
         sys.stdout.write(json.dumps(report.to_dict()) + "\n")
     else:
         sys.stdout.write(format_lineloss(report) + "\n")
+
+
+FromOpt = Annotated[str, typer.Option("--from", help="First local date, YYYY-MM-DD.")]
+ToOpt = Annotated[str, typer.Option("--to", help="Last local date (inclusive).")]
+
+
+@analyze_app.command("suspects")
+def analyze_suspects(
+    date_from: FromOpt,
+    date_to: ToOpt,
+    area: Annotated[str | None, typer.Option("--area", help="One area id.")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Every meter, ranked.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Meters and customers that explain the loss: errors, theft, wrong area, PV, CT ratio."""
+    from analytics.suspects_db import analyze_suspects_command
+
+    settings, url = database_for_command()
+    raise typer.Exit(analyze_suspects_command(settings, url, date_from=date_from,
+                                              date_to=date_to, area=area, show_all=show_all,
+                                              as_json=as_json))
+
+
+@vee_app.command("run")
+def vee_run(
+    date_from: FromOpt,
+    date_to: ToOpt,
+    meter: Annotated[str | None, typer.Option("--meter", help="One meter number.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate the readings, flag them by rule and estimate gaps (idempotent)."""
+    from analytics.vee_db import vee_run_command
+
+    settings, url = database_for_command()
+    raise typer.Exit(vee_run_command(settings, url, date_from=date_from, date_to=date_to,
+                                     meter=meter, as_json=as_json))
+
+
+@vee_app.command("report")
+def vee_report(
+    meter: Annotated[str | None, typer.Option("--meter", help="One meter number.")] = None,
+    date_from: Annotated[str | None, typer.Option("--from", help="First local date.")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="Last local date.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Completeness and flags per meter: gaps, duplicates, estimates, counts per rule."""
+    from analytics.vee_db import vee_report_command
+
+    settings, url = database_for_command()
+    raise typer.Exit(vee_report_command(settings, url, meter=meter, date_from=date_from,
+                                        date_to=date_to, as_json=as_json))
+
+
+@vee_app.command("edit")
+def vee_edit(
+    meter: Annotated[str, typer.Option("--meter", help="Meter number.")],
+    quantity: Annotated[str, typer.Option("--quantity", help="e.g. interval_kwh.")],
+    ts: Annotated[str, typer.Option("--ts", help="Slot timestamp, ISO 8601 with offset.")],
+    value: Annotated[float, typer.Option("--value", help="The edited value.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why.")],
+    by: Annotated[str, typer.Option("--by", help="Who.")],
+    note: Annotated[str | None, typer.Option("--note", help="Free text.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record an operator's edit (the actual reading is kept beside it; audited)."""
+    from analytics.vee_db import vee_edit_command
+
+    settings, url = database_for_command()
+    raise typer.Exit(vee_edit_command(settings, url, meter=meter, quantity=quantity, ts=ts,
+                                      value=value, reason=reason, by=by, note=note,
+                                      as_json=as_json))
+
+
+@vee_app.command("approve")
+def vee_approve(
+    meter: Annotated[str, typer.Option("--meter", help="Meter number.")],
+    ts: Annotated[str, typer.Option("--ts", help="Slot timestamp, ISO 8601 with offset.")],
+    by: Annotated[str, typer.Option("--by", help="Who.")],
+    reject: Annotated[bool, typer.Option("--reject", help="Reject instead.")] = False,
+    quantity: Annotated[str, typer.Option("--quantity")] = "interval_kwh",
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve or reject an estimate held back by the area-balance check (audited)."""
+    from analytics.vee_db import vee_approve_command
+
+    settings, url = database_for_command()
+    raise typer.Exit(vee_approve_command(settings, url, meter=meter, ts=ts, by=by,
+                                         reject=reject, quantity=quantity, as_json=as_json))
+
+
+@vee_app.command("screen")
+def vee_screen(
+    date_from: FromOpt,
+    date_to: ToOpt,
+    meter: Annotated[str | None, typer.Option("--meter", help="One meter number.")] = None,
+    cycle: Annotated[str, typer.Option("--cycle", help="auto | day | month")] = "auto",
+    show_all: Annotated[bool, typer.Option("--all", help="Every read.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Screen manual reads for 估抄 / 漏抄 / 错抄, per read and per reader, with evidence."""
+    from analytics.screening_db import vee_screen_command
+
+    settings, url = database_for_command()
+    raise typer.Exit(vee_screen_command(settings, url, date_from=date_from, date_to=date_to,
+                                        meter=meter, cycle=cycle, show_all=show_all,
+                                        as_json=as_json))
 
 
 @broker_app.command("up")
