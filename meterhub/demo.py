@@ -173,14 +173,15 @@ def run_demo(settings: Any, *, days: int = 1, speed: float = 1440.0, seed: int =
         return out.returncode
     rows = json.loads(out.stdout)["areas"]
     print(_compare(rows, json.loads(truth.read_text()) if truth.exists() else None))
-    for extra in (["vee", "run", "--from", start.isoformat(), "--to", last.isoformat()],
-                  ["analyze", "suspects", "--from", start.isoformat(), "--to",
-                   last.isoformat()]):
-        help_ok = subprocess.run([_meterhub(), *extra[:2], "--help"], capture_output=True,
-                                 check=False).returncode == 0
-        if help_ok:
-            _say("meterhub " + " ".join(extra))
-            subprocess.run([_meterhub(), *extra], check=False, env=child_env)
+    span = ["--from", start.isoformat(), "--to", last.isoformat()]
+    _say("meterhub vee run " + " ".join(span))
+    subprocess.run([_meterhub(), "vee", "run", *span], check=False, env=child_env)
+    if days >= 7:
+        _say("meterhub analyze suspects " + " ".join(span))
+        subprocess.run([_meterhub(), "analyze", "suspects", *span], check=False, env=child_env)
+    else:
+        sys.stderr.write("(the suspect list needs a week or more of 15-minute data per area: "
+                         "run 'meterhub demo --days 7' for it)\n")
     _say("done: the fleet, truth and logs are in " + str(work))
     return 0
 
