@@ -9,7 +9,9 @@ The archive is the simulator's own fleet document (with exchanges), loaded by
   export. Values are kept to ``resolution`` kWh (secondary side), the slots the world marks
   missing are left out;
 * the daily freezes (``daily_frozen_*``) as shown by the meters (0.01 kWh), wherever the truth's
-  delivery model says the master station gets them;
+  delivery model says the master station gets them; for meters without freezes (Modbus, DL/T
+  645-1997) the register poll the truth takes at 00:00 (or nearest within the tolerance),
+  stamped at midnight;
 * manual reads (with their 估抄 / 漏抄 / 错抄) as ``read_kind = 'manual'`` register readings.
 """
 
@@ -142,6 +144,8 @@ async def _write_freezes(conn: Any, w: World, ids: dict[str, int]) -> None:
     dl = Delivery(w)
     q_f = QUANTITY_IDS["daily_frozen_forward_active_total_kwh"]
     q_r = QUANTITY_IDS["daily_frozen_reverse_active_total_kwh"]
+    q_rf, q_rr = QUANTITY_IDS["forward_active_total_kwh"], QUANTITY_IDS["reverse_active_total_kwh"]
+    polled = {int(m) for m in getattr(w, "poll_meters", [])}
     rows: list[RegisterRow] = []
     for b in range(w.sc.days + 1):
         fz = w.freezes.get(b)
@@ -149,10 +153,17 @@ async def _write_freezes(conn: Any, w: World, ids: dict[str, int]) -> None:
             continue
         at = w.start + timedelta(days=b)
         for m in range(w.M):
-            if not fz.valid[m] or not dl.frozen(m, b):
-                continue
             p = w.m_point[m]
             mid = ids[w.m_number[m]]
+            if m in polled:  # no daily freeze: the register poll the truth takes (00:00 ± tol)
+                got = dl.boundary(m, b) if fz.valid[m] else None
+                if got is not None:
+                    rows.append(RegisterRow(mid, q_rf, at, got[0]))
+                    if w.bidir_archive[p]:
+                        rows.append(RegisterRow(mid, q_rr, at, got[1]))
+                continue
+            if not fz.valid[m] or not dl.frozen(m, b):
+                continue
             rows.append(RegisterRow(mid, q_f, at, float(fz.values[m, 0])))
             if w.bidir_archive[p]:
                 rows.append(RegisterRow(mid, q_r, at, float(fz.values[m, 5])))
