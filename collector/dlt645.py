@@ -519,7 +519,109 @@ def _wire(message: Message, preamble: int) -> tuple[bytes, bytes | None, int]:
     return data, want, data[preamble + 8] & 0x1F
 
 
-class Dlt645Link:
+class MessageLink:
+    """Message-level requests shared by every DL/T 645 link (TCP gateway, DTU, serial line).
+
+    A subclass provides ``params`` (:class:`LinkParams`), ``stats`` (:class:`LinkStats`) and
+    ``request(data, match, *, deadline)``, which sends bytes and returns the matching frame.
+    """
+
+    params: LinkParams
+    stats: LinkStats
+
+    async def request(self, data: bytes, match: Callable[[Frame], bool] | None, *,
+                      deadline: float | None = None) -> Frame | None:
+        """Send ``data`` and return the reply frame that ``match`` accepts."""
+        raise NotImplementedError
+
+    async def exchange(self, message: Message, *, version: Version = Version.V2007,
+                       expect_reply: bool = True,
+                       deadline: float | None = None) -> tuple[Message, Frame] | None:
+        """Send one message and decode the answer (no follow-up handling).
+
+        Args:
+            message: The request message.
+            version: Edition used to decode the answer.
+            expect_reply: False for broadcasts: return once sent, wait for nothing.
+            deadline: As for :meth:`request`.
+
+        Returns:
+            ``(reply message, reply frame)``, or None without a reply.
+
+        Raises:
+            AbnormalReply: The meter answered with an abnormal reply.
+            LinkError: As :meth:`request`; BadReply for corrupt replies.
+        """
+        data, want, function = _wire(message, self.params.preamble)
+
+        def match(frame: Frame) -> bool:
+            if not frame.is_response or frame.function != function:
+                return False
+            return want is None or 0xAA in want or frame.address == want
+
+        frame = await self.request(data, match if expect_reply else None, deadline=deadline)
+        if frame is None:
+            return None
+        reply, _warnings = decode_message(frame, version)
+        if isinstance(reply, AbnormalResponse):
+            self.stats.abnormal += 1
+            raise AbnormalReply(
+                f"meter {reply.address} answered abnormally: "
+                f"{', '.join(reply.error_bits) or 'no bits set'}",
+                error_bits=tuple(reply.error_bits), code=reply.error, raw=frame_bytes(frame),
+            )
+        return reply, frame
+
+
+    async def read(self, address: str, di: int, *, version: Version = Version.V2007,
+                   deadline: float | None = None) -> ReadResult:
+        """Read one data identifier, merging follow-up frames.
+
+        Args:
+            address: Meter address as printed.
+            di: Data identifier.
+            version: Edition.
+            deadline: As for :meth:`request`, for the whole read.
+
+        Returns:
+            The merged reply.
+
+        Raises:
+            AbnormalReply: The meter answered abnormally (e.g. ``no_requested_data``).
+            BadReply: The reply is not a read reply for this identifier.
+            LinkError: As :meth:`request`.
+        """
+        result = await self.exchange(ReadRequest(address, di, version=version), version=version,
+                                     deadline=deadline)
+        assert result is not None
+        reply, frame = result
+        if not isinstance(reply, ReadResponse) or reply.di != di:
+            raise BadReply(f"meter {address} sent an unexpected reply to a read of {di:X}",
+                           reason="unexpected_reply", raw=frame_bytes(frame))
+        frames = [frame]
+        data = bytearray(reply.data)
+        seq = 0
+        while reply.more:
+            if len(frames) > self.params.follow_up_max:
+                raise BadReply(f"meter {address}: more than {self.params.follow_up_max} "
+                               "follow-up frames", reason="too_many_follow_ups",
+                               raw=frame_bytes(frame))
+            seq += 1
+            req = ReadFollowUpRequest(address, di, seq if version is Version.V2007 else None,
+                                      version=version)
+            result = await self.exchange(req, version=version, deadline=deadline)
+            assert result is not None
+            reply, frame = result
+            if not isinstance(reply, ReadResponse):
+                raise BadReply(f"meter {address} sent an unexpected follow-up reply",
+                               reason="unexpected_reply", raw=frame_bytes(frame))
+            frames.append(frame)
+            data += reply.data
+        merged = ReadResponse(reply.address, di, bytes(data), version=version)
+        return ReadResult(merged, tuple(frames))
+
+
+class Dlt645Link(MessageLink):
     """One DL/T 645 gateway (DTU): one connection, one request at a time on its bus.
 
     Args:
@@ -705,91 +807,6 @@ class Dlt645Link:
         return None, NoAnswer(f"no answer from {self.endpoint} within "
                               f"{min(self.params.timeout, max(0.0, deadline - start)):.3g} s",
                               endpoint=self.endpoint)
-
-    async def exchange(self, message: Message, *, version: Version = Version.V2007,
-                       expect_reply: bool = True,
-                       deadline: float | None = None) -> tuple[Message, Frame] | None:
-        """Send one message and decode the answer (no follow-up handling).
-
-        Args:
-            message: The request message.
-            version: Edition used to decode the answer.
-            expect_reply: False for broadcasts: return once sent, wait for nothing.
-            deadline: As for :meth:`request`.
-
-        Returns:
-            ``(reply message, reply frame)``, or None without a reply.
-
-        Raises:
-            AbnormalReply: The meter answered with an abnormal reply.
-            LinkError: As :meth:`request`; BadReply for corrupt replies.
-        """
-        data, want, function = _wire(message, self.params.preamble)
-
-        def match(frame: Frame) -> bool:
-            if not frame.is_response or frame.function != function:
-                return False
-            return want is None or 0xAA in want or frame.address == want
-
-        frame = await self.request(data, match if expect_reply else None, deadline=deadline)
-        if frame is None:
-            return None
-        reply, _warnings = decode_message(frame, version)
-        if isinstance(reply, AbnormalResponse):
-            self.stats.abnormal += 1
-            raise AbnormalReply(
-                f"meter {reply.address} answered abnormally: "
-                f"{', '.join(reply.error_bits) or 'no bits set'}",
-                error_bits=tuple(reply.error_bits), code=reply.error, raw=frame_bytes(frame),
-            )
-        return reply, frame
-
-    async def read(self, address: str, di: int, *, version: Version = Version.V2007,
-                   deadline: float | None = None) -> ReadResult:
-        """Read one data identifier, merging follow-up frames.
-
-        Args:
-            address: Meter address as printed.
-            di: Data identifier.
-            version: Edition.
-            deadline: As for :meth:`request`, for the whole read.
-
-        Returns:
-            The merged reply.
-
-        Raises:
-            AbnormalReply: The meter answered abnormally (e.g. ``no_requested_data``).
-            BadReply: The reply is not a read reply for this identifier.
-            LinkError: As :meth:`request`.
-        """
-        result = await self.exchange(ReadRequest(address, di, version=version), version=version,
-                                     deadline=deadline)
-        assert result is not None
-        reply, frame = result
-        if not isinstance(reply, ReadResponse) or reply.di != di:
-            raise BadReply(f"meter {address} sent an unexpected reply to a read of {di:X}",
-                           reason="unexpected_reply", raw=frame_bytes(frame))
-        frames = [frame]
-        data = bytearray(reply.data)
-        seq = 0
-        while reply.more:
-            if len(frames) > self.params.follow_up_max:
-                raise BadReply(f"meter {address}: more than {self.params.follow_up_max} "
-                               "follow-up frames", reason="too_many_follow_ups",
-                               raw=frame_bytes(frame))
-            seq += 1
-            req = ReadFollowUpRequest(address, di, seq if version is Version.V2007 else None,
-                                      version=version)
-            result = await self.exchange(req, version=version, deadline=deadline)
-            assert result is not None
-            reply, frame = result
-            if not isinstance(reply, ReadResponse):
-                raise BadReply(f"meter {address} sent an unexpected follow-up reply",
-                               reason="unexpected_reply", raw=frame_bytes(frame))
-            frames.append(frame)
-            data += reply.data
-        merged = ReadResponse(reply.address, di, bytes(data), version=version)
-        return ReadResult(merged, tuple(frames))
 
     async def close(self) -> None:
         """Close the connection (a later request reconnects)."""

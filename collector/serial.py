@@ -60,21 +60,11 @@ from collector.dlt645 import (
     FaultCallback,
     LinkParams,
     LinkStats,
-    ReadResult,
-    frame_bytes,
+    MessageLink,
 )
-from collector.errors import AbnormalReply, BadReply, LinkClosed, NoAnswer, Unreachable
+from collector.errors import BadReply, LinkClosed, NoAnswer, Unreachable
 from protocols.dlt645 import (
-    AbnormalResponse,
     Frame,
-    Message,
-    ReadFollowUpRequest,
-    ReadRequest,
-    ReadResponse,
-    Version,
-    decode_message,
-    pack,
-    parse_address,
 )
 
 log = logging.getLogger(__name__)
@@ -318,7 +308,7 @@ def _open_serial(line: SerialLine) -> Any:
 # --------------------------------------------------------------------------------------------
 # The link
 # --------------------------------------------------------------------------------------------
-class SerialLink:
+class SerialLink(MessageLink):
     """DL/T 645 meters on one serial line; the interface of :class:`Dlt645Link`.
 
     Args:
@@ -480,94 +470,6 @@ class SerialLink:
         self.stats.timeouts += 1
         return None, NoAnswer(f"no answer on {self.endpoint} within "
                               f"{self.params.timeout:g} s", endpoint=self.endpoint)
-
-    async def exchange(self, message: Message, *, version: Version = Version.V2007,
-                       expect_reply: bool = True,
-                       deadline: float | None = None) -> tuple[Message, Frame] | None:
-        """Send one message and decode the answer (no follow-up handling).
-
-        Args:
-            message: The request message.
-            version: Edition used to decode the answer.
-            expect_reply: False for broadcasts: return once sent.
-            deadline: As for :meth:`request`.
-
-        Returns:
-            ``(reply message, reply frame)``, or None without a reply.
-
-        Raises:
-            AbnormalReply: The meter answered with an abnormal reply.
-            LinkError: As :meth:`request`; BadReply for corrupt replies.
-        """
-        data = pack(message, preamble=self.params.preamble)
-        address = getattr(message, "address", None)
-        want = parse_address(address) if isinstance(address, str) else None
-        function = data[self.params.preamble + 8] & 0x1F
-
-        def match(frame: Frame) -> bool:
-            if not frame.is_response or frame.function != function:
-                return False
-            return want is None or 0xAA in want or frame.address == want
-
-        frame = await self.request(data, match if expect_reply else None, deadline=deadline)
-        if frame is None:
-            return None
-        reply, _warnings = decode_message(frame, version)
-        if isinstance(reply, AbnormalResponse):
-            self.stats.abnormal += 1
-            raise AbnormalReply(
-                f"meter {reply.address} answered abnormally: "
-                f"{', '.join(reply.error_bits) or 'no bits set'}",
-                error_bits=tuple(reply.error_bits), code=reply.error, raw=frame_bytes(frame),
-            )
-        return reply, frame
-
-    async def read(self, address: str, di: int, *, version: Version = Version.V2007,
-                   deadline: float | None = None) -> ReadResult:
-        """Read one data identifier, merging follow-up frames.
-
-        Args:
-            address: Meter address as printed.
-            di: Data identifier.
-            version: Edition.
-            deadline: As for :meth:`request`, for the whole read.
-
-        Returns:
-            The merged reply.
-
-        Raises:
-            AbnormalReply: The meter answered abnormally (e.g. ``no_requested_data``).
-            BadReply: The reply is not a read reply for this identifier.
-            LinkError: As :meth:`request`.
-        """
-        result = await self.exchange(ReadRequest(address, di, version=version), version=version,
-                                     deadline=deadline)
-        assert result is not None
-        reply, frame = result
-        if not isinstance(reply, ReadResponse) or reply.di != di:
-            raise BadReply(f"meter {address} sent an unexpected reply to a read of {di:X}",
-                           reason="unexpected_reply", raw=frame_bytes(frame))
-        frames = [frame]
-        data = bytearray(reply.data)
-        seq = 0
-        while reply.more:
-            if len(frames) > self.params.follow_up_max:
-                raise BadReply(f"meter {address}: more than {self.params.follow_up_max} "
-                               "follow-up frames", reason="too_many_follow_ups",
-                               raw=frame_bytes(frame))
-            seq += 1
-            req = ReadFollowUpRequest(address, di, seq if version is Version.V2007 else None,
-                                      version=version)
-            result = await self.exchange(req, version=version, deadline=deadline)
-            assert result is not None
-            reply, frame = result
-            if not isinstance(reply, ReadResponse):
-                raise BadReply(f"meter {address} sent an unexpected follow-up reply",
-                               reason="unexpected_reply", raw=frame_bytes(frame))
-            frames.append(frame)
-            data += reply.data
-        merged = ReadResponse(reply.address, di, bytes(data), version=version)
-        return ReadResult(merged, tuple(frames))
 
     async def close(self) -> None:
         """Close the port (a later request opens it again)."""
