@@ -526,8 +526,18 @@ class MessageLink:
     ``request(data, match, *, deadline)``, which sends bytes and returns the matching frame.
     """
 
+    gateway_id: str
     params: LinkParams
     stats: LinkStats
+    on_fault: FaultCallback | None
+
+    def report(self, event: Corrupt) -> None:
+        """Pass a fault to ``on_fault`` (errors in the callback are logged, not raised)."""
+        if self.on_fault is not None:
+            try:
+                self.on_fault(self.gateway_id, event)
+            except Exception:  # pragma: no cover - a faulty callback must not kill the link
+                log.exception("gateway %s: fault callback failed", self.gateway_id)
 
     async def request(self, data: bytes, match: Callable[[Frame], bool] | None, *,
                       deadline: float | None = None) -> Frame | None:
@@ -662,14 +672,6 @@ class Dlt645Link(MessageLink):
     def connected(self) -> bool:
         """True while a connection is up."""
         return self._conn is not None and not self._conn.closed
-
-    def report(self, event: Corrupt) -> None:
-        """Pass a fault to ``on_fault`` (errors in the callback are logged, not raised)."""
-        if self.on_fault is not None:
-            try:
-                self.on_fault(self.gateway_id, event)
-            except Exception:  # pragma: no cover - a faulty callback must not kill the link
-                log.exception("gateway %s: fault callback failed", self.gateway_id)
 
     def _lost(self, conn: _Connection) -> None:
         if self._conn is conn:

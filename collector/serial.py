@@ -345,14 +345,6 @@ class SerialLink(MessageLink):
         """True while the port is open."""
         return self._port is not None and not self._port.closed
 
-    def report(self, event: Corrupt) -> None:
-        """Pass a fault to ``on_fault`` (errors in the callback are logged, not raised)."""
-        if self.on_fault is not None:
-            try:
-                self.on_fault(self.gateway_id, event)
-            except Exception:  # pragma: no cover - a faulty callback must not kill the link
-                log.exception("gateway %s: fault callback failed", self.gateway_id)
-
     def _lost(self, port: _Port) -> None:
         if self._port is port:
             self._port = None
