@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from analytics import _kernels as k
+from analytics import _fit_kernels as k
 from analytics._checks import as_bool, as_float, per_meter, same_shape
 
 __all__ = [

@@ -1,0 +1,283 @@
+"""Private numba kernels of the per-meter error fit (the area energy balance).
+
+Small and pure like ``analytics._kernels``: contiguous arrays and scalars in, output buffers
+handed in by the caller, no I/O. The public wrappers live in ``analytics.meter_error``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from analytics._kernels import FASTMATH, FASTMATH_FINITE
+
+# ---------------------------------------------------------------------------------------------
+# Per-meter error from the area balance
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _design(y, e, z, use_meter, fixed_meter, use_slot, xmat, yvec):
+    """Build the compact design matrix of the balance fit.
+
+    Args:
+        y: (T,) supply energy per slot.
+        e: (N, T) customers' registered energy per slot.
+        z: (T,) load-squared proxy.
+        use_meter: (N,) bool, meters with a coefficient.
+        fixed_meter: (N,) bool, meters taken at θ = 1 (light load): subtracted from y.
+        use_slot: (T,) bool, slots in the fit.
+        xmat: (P, T') output rows: one per used meter, then a constant row and the z row.
+        yvec: (T',) output.
+    """
+    n, t_all = e.shape
+    col = 0
+    for t in range(t_all):
+        if not use_slot[t]:
+            continue
+        v = y[t]
+        for i in range(n):
+            if fixed_meter[i]:
+                v -= e[i, t]
+        yvec[col] = v
+        row = 0
+        for i in range(n):
+            if use_meter[i]:
+                xmat[row, col] = e[i, t]
+                row += 1
+        xmat[row, col] = 1.0
+        xmat[row + 1, col] = z[t]
+        col += 1
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_FINITE)
+def _dot(xmat, i, j):
+    """Dot product of design rows i and j (finite by construction)."""
+    s = 0.0
+    for k in range(xmat.shape[1]):
+        s += xmat[i, k] * xmat[j, k]
+    return s
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_FINITE)
+def _gram_row(xmat, yvec, xtx, xty, i):
+    """Row i of X Xᵀ (from the diagonal on, mirrored) and element i of X y."""
+    for j in range(i, xmat.shape[0]):
+        s = _dot(xmat, i, j)
+        xtx[i, j] = s
+        xtx[j, i] = s
+    s = 0.0
+    for k in range(xmat.shape[1]):
+        s += xmat[i, k] * yvec[k]
+    xty[i] = s
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_FINITE)
+def _gram(xmat, yvec, xtx, xty):
+    """X Xᵀ and X y of a row-major design (rows are regressors); returns yᵀy.
+
+    Serial on purpose: one area is a few hundred microseconds of work, and areas are
+    parallelised by the caller (``nogil`` threads), not inside one fit.
+    """
+    for i in range(xmat.shape[0]):
+        _gram_row(xmat, yvec, xtx, xty, i)
+    s = 0.0
+    for k in range(yvec.shape[0]):
+        s += yvec[k] * yvec[k]
+    return s
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_FINITE)
+def _design_residual(xmat, yvec, beta, out):
+    """out = y − βᵀX for a design from ``_design``."""
+    for k in range(yvec.shape[0]):
+        s = yvec[k]
+        for i in range(xmat.shape[0]):
+            s -= beta[i] * xmat[i, k]
+        out[k] = s
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _cholesky(a):
+    """In-place lower Cholesky factor of a symmetric positive definite matrix; False if not."""
+    n = a.shape[0]
+    for j in range(n):
+        s = a[j, j]
+        for k in range(j):
+            s -= a[j, k] * a[j, k]
+        if s <= 0.0:
+            return False
+        d = np.sqrt(s)
+        a[j, j] = d
+        for i in range(j + 1, n):
+            s = a[i, j]
+            for k in range(j):
+                s -= a[i, k] * a[j, k]
+            a[i, j] = s / d
+    for j in range(n):
+        for i in range(j):
+            a[i, j] = 0.0
+    return True
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _chol_solve(lower, b, out):
+    """Solve L Lᵀ x = b with the factor from ``_cholesky``."""
+    n = lower.shape[0]
+    for i in range(n):
+        s = b[i]
+        for k in range(i):
+            s -= lower[i, k] * out[k]
+        out[i] = s / lower[i, i]
+    for i in range(n - 1, -1, -1):
+        s = out[i]
+        for k in range(i + 1, n):
+            s -= lower[k, i] * out[k]
+        out[i] = s / lower[i, i]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _ridge_solve(xtx, xty, yty, n_obs, n_meter, ridge, beta, var):
+    """Ridge towards θ = 1 for the first ``n_meter`` coefficients; others unpenalised.
+
+    Columns are scaled to unit diagonal before factorising. The penalty on meter i is
+    ``ridge · (XᵀX)_ii · (θ_i − 1)²``. ``var`` receives the diagonal of s² (XᵀX + Λ)⁻¹ with
+    s² the residual variance. Returns s², or NaN when the system is singular.
+    """
+    p = xtx.shape[0]
+    scale = np.empty(p)
+    for i in range(p):
+        scale[i] = np.sqrt(xtx[i, i]) if xtx[i, i] > 0.0 else 1.0
+    a = np.empty((p, p))
+    b = np.empty(p)
+    for i in range(p):
+        for j in range(p):
+            a[i, j] = xtx[i, j] / (scale[i] * scale[j])
+        b[i] = xty[i] / scale[i]
+        if i < n_meter:
+            a[i, i] += ridge
+            b[i] += ridge * scale[i]  # prior θ = 1 in scaled units
+    # tiny jitter keeps an all-zero regressor from breaking the factorisation
+    for i in range(p):
+        a[i, i] += 1e-12
+    if not _cholesky(a):
+        return np.nan
+    sol = np.empty(p)
+    _chol_solve(a, b, sol)
+    for i in range(p):
+        beta[i] = sol[i] / scale[i]
+    # residual sum of squares from the normal equations
+    rss = yty
+    for i in range(p):
+        rss -= 2.0 * beta[i] * xty[i]
+        for j in range(p):
+            rss += beta[i] * xtx[i, j] * beta[j]
+    dof = n_obs - p
+    s2 = max(rss, 0.0) / dof if dof > 0 else np.nan
+    unit = np.zeros(p)
+    col = np.empty(p)
+    for i in range(p):
+        unit[:] = 0.0
+        unit[i] = 1.0
+        _chol_solve(a, unit, col)
+        var[i] = s2 * col[i] / (scale[i] * scale[i])
+    return s2
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _rls(xmat, yvec, lam, delta, theta0, every, traj):
+    """Recursive least squares with forgetting factor ``lam`` over the design columns.
+
+    Args:
+        xmat: (P, T') design rows (regressors) as from ``_design``.
+        yvec: (T',) targets.
+        lam: forgetting factor (1 = none).
+        delta: initial covariance scale (P0 = delta · I in units scaled by each row's RMS).
+        theta0: (P,) starting estimate.
+        every: store the estimate every ``every`` observations.
+        traj: (K, P) output, row k the estimate after (k+1)·every observations.
+
+    Returns:
+        The final (P, P) covariance matrix P (scaled back to the original units).
+    """
+    p, n = xmat.shape
+    scale = np.empty(p)
+    for i in range(p):
+        s = 0.0
+        for k in range(n):
+            s += xmat[i, k] * xmat[i, k]
+        scale[i] = np.sqrt(s / n) if s > 0.0 else 1.0
+    th = np.empty(p)
+    for i in range(p):
+        th[i] = theta0[i] * scale[i]
+    pm = np.zeros((p, p))
+    for i in range(p):
+        pm[i, i] = delta
+    phi = np.empty(p)
+    g = np.empty(p)
+    k_out = 0
+    for k in range(n):
+        for i in range(p):
+            phi[i] = xmat[i, k] / scale[i]
+        for i in range(p):
+            s = 0.0
+            for j in range(p):
+                s += pm[i, j] * phi[j]
+            g[i] = s
+        den = lam
+        for i in range(p):
+            den += phi[i] * g[i]
+        err = yvec[k]
+        for i in range(p):
+            err -= phi[i] * th[i]
+        for i in range(p):
+            th[i] += g[i] * err / den
+        for i in range(p):
+            for j in range(p):
+                pm[i, j] = (pm[i, j] - g[i] * g[j] / den) / lam
+        if (k + 1) % every == 0 and k_out < traj.shape[0]:
+            for i in range(p):
+                traj[k_out, i] = th[i] / scale[i]
+            k_out += 1
+    out = np.empty((p, p))
+    for i in range(p):
+        for j in range(p):
+            out[i, j] = pm[i, j] / (scale[i] * scale[j])
+    return out
+
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _meter_stats(e, sum_abs, n_finite):
+    """Per meter: Σ|E| and the number of finite values."""
+    for i in range(e.shape[0]):
+        s = 0.0
+        c = 0
+        for t in range(e.shape[1]):
+            v = e[i, t]
+            if not np.isnan(v):
+                s += abs(v)
+                c += 1
+        sum_abs[i] = s
+        n_finite[i] = c
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _slot_mask(y, e, need, slot_ok, total):
+    """Slots where the supply and every needed meter have a value; Σ of the finite E per slot.
+
+    ``slot_ok`` and ``total`` are outputs of length T.
+    """
+    n_t = y.shape[0]
+    for t in range(n_t):
+        slot_ok[t] = not np.isnan(y[t])
+        total[t] = 0.0
+    for i in range(e.shape[0]):
+        nd = need[i]
+        for t in range(n_t):
+            v = e[i, t]
+            if np.isnan(v):
+                if nd:
+                    slot_ok[t] = False
+            else:
+                total[t] += v
