@@ -9,7 +9,7 @@ results are dataclasses whose ``to_dict()`` gives the JSON documents of CONTRACT
 * :mod:`analytics.vee` — :func:`~analytics.vee.validate` (rule flags and the ``vee report``
   fields), :func:`~analytics.vee.estimate_intervals` (linear / like-day),
   :func:`~analytics.vee.collate_intervals` (long rows → matrix, duplicate slots),
-  :func:`~analytics.vee.screen_manual_reads` (估抄 / 漏抄 / 错抄).
+  :func:`~analytics.screening.screen_manual_reads` (估抄 / 漏抄 / 错抄).
 * :mod:`analytics.meter_error` — :func:`~analytics.meter_error.fit_meter_errors` (ridge fit
   of the area balance), :func:`~analytics.meter_error.track_meter_errors` (recursive least
   squares with forgetting), :func:`~analytics.meter_error.rank_suspects` (``analyze

@@ -6,7 +6,7 @@ laid out one column per reading cycle: a local day, or a calendar month when the
 are 20 days or more apart (``--cycle auto``); a cycle without a read is a gap the screening
 judges as a possible 漏抄. Several reads in one cycle: the first counts.
 
-Scores come from :func:`analytics.vee.screen_manual_reads` (previous + average, round numbers,
+Scores come from :func:`analytics.screening.screen_manual_reads` (previous + average, round numbers,
 identical increments, copies, ×10 slips, digit transpositions, reads that later catch up). A
 skipped cycle is charged to the meter's usual reader (the one who read it most often), so the
 per-reader summary shows who skips. Per read and per reader results are stored in
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from analytics.vee import screen_manual_reads
+from analytics.screening import screen_manual_reads
 
 EXIT_OK = 0
 FLAG_AT = 0.5

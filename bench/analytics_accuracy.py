@@ -280,7 +280,7 @@ def screening(server: str) -> dict[str, Any]:
     out["actual"] = {"reads": len(actual), "flagged": false,
                      "share_flagged": false / len(actual) if actual else None}
     out["note"] = ("mistyped reads whose swapped digits were equal (no change) are left out; "
-                   "scores come from analytics.vee.screen_manual_reads")
+                   "scores come from analytics.screening.screen_manual_reads")
     return out
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import numpy.testing as npt
 import pytest
 
+from analytics.screening import screen_manual_reads
 from analytics.vee import (
     METHODS,
     REASONS,
@@ -14,7 +15,6 @@ from analytics.vee import (
     VeeSettings,
     collate_intervals,
     estimate_intervals,
-    screen_manual_reads,
     validate,
 )
 from tests.analytics import naive
