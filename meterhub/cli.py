@@ -181,6 +181,34 @@ def db_upgrade() -> None:
         sys.stdout.write("up to date\n")
 
 
+@db_app.command("schema")
+def db_schema(
+    write: Annotated[
+        bool, typer.Option("--write", help="Rewrite storage/schema.sql with the dump.")
+    ] = False,
+) -> None:
+    """Dump the schema every migration produces (on a scratch database) and print it.
+
+    With --write, storage/schema.sql is rewritten; review its diff like any other change.
+    """
+    from meterhub.database import DatabaseUnavailable, database_url
+    from meterhub.provision._util import ProvisionError
+    from storage import migrate, schema
+
+    settings = load_settings()
+    try:
+        text = schema.migrated_schema(database_url(settings), schema.pg_dump_command(settings))
+    except (DatabaseUnavailable, ProvisionError, schema.SchemaDumpError) as exc:
+        raise _fail(str(exc), EXIT_UNREACHABLE) from None
+    except migrate.MigrationError as exc:
+        raise _fail(str(exc), EXIT_INVALID_INPUT) from None
+    if write:
+        schema.SCHEMA_FILE.write_text(text)
+        sys.stdout.write(f"wrote {schema.SCHEMA_FILE} ({len(text.splitlines())} lines)\n")
+    else:
+        sys.stdout.write(text)
+
+
 
 def database_for_command() -> tuple[Any, str]:
     """Settings and a usable database URL (provisioned: started and migrated), or exit 5."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import shutil
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from storage import migrate
+from storage import migrate, schema
 
 pytestmark = pytest.mark.db
 
@@ -209,3 +210,28 @@ def test_area_history_may_not_overlap(db_url: str) -> None:
                 (m,),
             )
         conn.rollback()
+
+
+def test_migrations_give_the_committed_schema(empty_db: str, settings) -> None:  # type: ignore[no-untyped-def]
+    """R13: every migration applied to an empty database dumps exactly as storage/schema.sql."""
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        migrate.upgrade(conn)
+    dumped = schema.dump(empty_db, schema.pg_dump_command(settings))
+    committed = schema.SCHEMA_FILE.read_text()
+    diff = "".join(
+        difflib.unified_diff(
+            committed.splitlines(keepends=True), dumped.splitlines(keepends=True),
+            "storage/schema.sql", "migrations applied", n=1,
+        )
+    )  # fmt: skip
+    assert not diff, "schema drift; review and run `meterhub db schema --write`:\n" + diff
+    assert "CREATE TABLE public.register_reading" in dumped
+
+
+def test_schema_normalisation_drops_session_noise() -> None:
+    text = (
+        "--\n-- PostgreSQL database dump\n--\n\\restrict AbC\nSET statement_timeout = 0;\n"
+        "SELECT pg_catalog.set_config('search_path', '', false);\n\n\n"
+        "CREATE TABLE public.t (\n    id integer\n);\n\n\n\\unrestrict AbC\n"
+    )
+    assert schema.normalize(text) == "CREATE TABLE public.t (\n    id integer\n);\n"
