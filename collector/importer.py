@@ -299,9 +299,13 @@ async def import_readings(
         else:
             registers.append(RegisterRow(mid, qid, r.ts, r.value, r.read_kind, r.reader))
     total = EMPTY
-    for kind, rows in (("r", registers), ("i", intervals)):
-        for start in range(0, len(rows), BATCH):
-            chunk = rows[start:start + BATCH]
+    batches: tuple[tuple[str, list[RegisterRow] | list[IntervalRow]], ...] = (
+        ("r", registers),
+        ("i", intervals),
+    )
+    for kind, group in batches:
+        for start in range(0, len(group), BATCH):
+            chunk = group[start:start + BATCH]
             total = total + await ingest(
                 conn, chunk, source=src, received_at=received,
                 batch_ref=f"{digest}:{kind}:{start // BATCH}",

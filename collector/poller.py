@@ -688,7 +688,7 @@ class Poller:
         label_text = label.values().get("daily_frozen_time")
         if not isinstance(label_text, str):
             raise BadReply(f"meter {m.number}: freeze {n} has no time label", reason="no_label")
-        label = datetime.strptime(label_text, "%Y-%m-%d %H:%M").replace(tzinfo=self.tz)
+        frozen_at = datetime.strptime(label_text, "%Y-%m-%d %H:%M").replace(tzinfo=self.tz)
         source = f"dlt645:{m.gateway_id}"
         parts = [(0x05060100 + n, FROZEN)]
         if m.bidirectional:
@@ -697,8 +697,8 @@ class Poller:
         for di, q in parts:
             value = (await link.read(m.number, di, deadline=deadline)).values().get(q)
             if isinstance(value, int | float):
-                rows.append(RegisterRow(m.id, QUANTITY_IDS[q], label, float(value),
-                                        meter_ts=label))
+                rows.append(RegisterRow(m.id, QUANTITY_IDS[q], frozen_at, float(value),
+                                        meter_ts=frozen_at))
         for row in rows:
             self._add(source, row)
 

@@ -636,7 +636,7 @@ def main() -> None:
     except cx.UsageError as exc:
         exc.show()
         sys.exit(64)
-    except (cx.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("aborted\n")
         sys.exit(130)
     except cx.ClickException as exc:
