@@ -3,8 +3,9 @@
 The balance is computed one period at a time so that each meter belongs to the area its
 户变关系 record names at that period (an archive correction moves it between areas from the
 correction's date on, not retroactively). A meter exchanged inside a period contributes
-(old end − old start) + (new end − new start): the removed meter's end reading stands in for
-its missing end boundary, the new meter's start reading for its missing start boundary.
+(old end − old start) + (new end − new start) for every register the balance uses (forward,
+and reverse for a bidirectional meter): the removed meter's end readings stand in for its
+missing end boundary, the new meter's start readings for its missing start boundary.
 Results are stored in ``line_loss`` for the API and returned for printing.
 """
 
@@ -26,6 +27,9 @@ from analytics.lineloss import (
     LossThresholds,
     line_loss,
 )
+
+FORWARD = "forward_active_total_kwh"
+REVERSE = "reverse_active_total_kwh"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +154,15 @@ async def compute_lineloss(
                     f[row, col], fe[row, col] = fwd[(mid_id, idx)]
                 if (mid_id, idx) in rev:
                     r[row, col], re_[row, col] = rev[(mid_id, idx)]
+            # an exchange inside the period: the archive's readings at installation and
+            # removal stand in for the missing boundary, register by register; a register
+            # the archive did not record stays missing (the term is not computable)
             if m.installed_at is not None and start < m.installed_at < end:
-                f[row, 0], fe[row, 0] = (m.start_reading if m.start_reading is not None
-                                         else np.nan), False
+                f[row, 0], fe[row, 0] = m.start_readings.get(FORWARD, np.nan), False
+                r[row, 0], re_[row, 0] = m.start_readings.get(REVERSE, np.nan), False
             if m.removed_at is not None and start < m.removed_at <= end:
-                f[row, 1], fe[row, 1] = (m.end_reading if m.end_reading is not None
-                                         else np.nan), False
+                f[row, 1], fe[row, 1] = m.end_readings.get(FORWARD, np.nan), False
+                r[row, 1], re_[row, 1] = m.end_readings.get(REVERSE, np.nan), False
         scale = 1.0
         if kind == "month":
             y, mo = (int(x) for x in label.split("-"))

@@ -55,8 +55,34 @@ class Area(_Strict):
         return v
 
 
+#: Energy registers a meter's installation and removal readings may name besides the forward
+#: active total, which is ``start_reading`` / ``end_reading`` (CONTRACTS.md).
+EXCHANGE_REGISTERS = (
+    "reverse_active_total_kwh",
+    "forward_active_t1_kwh",
+    "forward_active_t2_kwh",
+    "forward_active_t3_kwh",
+    "forward_active_t4_kwh",
+)
+ExchangeRegister = Literal[
+    "reverse_active_total_kwh",
+    "forward_active_t1_kwh",
+    "forward_active_t2_kwh",
+    "forward_active_t3_kwh",
+    "forward_active_t4_kwh",
+]
+Reading = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
 class Meter(_Strict):
-    """A meter and where it sits."""
+    """A meter and where it sits.
+
+    ``start_reading`` / ``end_reading`` are the forward active total at ``installed`` /
+    ``removed``; ``start_readings`` / ``end_readings`` carry the meter's other energy registers
+    at the same instants (reverse active energy of a bidirectional meter, tariff registers),
+    keyed by quantity name, so that a meter exchange inside a period keeps every term of the
+    balance.
+    """
 
     number: Annotated[str, Field(pattern=r"^[0-9]{12}$")]
     area: str | None = None
@@ -72,18 +98,32 @@ class Meter(_Strict):
     unit: Annotated[int, Field(ge=0, le=255)] | None = None
     concentrator: str | None = None
     installed: datetime | None = None
-    start_reading: float | None = None
+    start_reading: Reading | None = None
     removed: datetime | None = None
-    end_reading: float | None = None
+    end_reading: Reading | None = None
+    start_readings: dict[ExchangeRegister, Reading] = {}
+    end_readings: dict[ExchangeRegister, Reading] = {}
     customer: str | None = None
     account: str | None = None
     area_history: list[tuple[str, datetime, datetime]] = []
 
     _check_installed = field_validator("installed", "removed")(_aware)
 
+    @field_validator("start_readings", "end_readings", mode="before")
+    @classmethod
+    def _no_forward_total(cls, v: Any, info: Any) -> Any:
+        if isinstance(v, dict) and "forward_active_total_kwh" in v:
+            single = info.field_name.removesuffix("s")
+            raise ValueError(f"the forward active total is given as {single}")
+        return v
+
     def model_post_init(self, __context: Any) -> None:
         if (self.removed is None) != (self.end_reading is None):
             raise ValueError("removed and end_reading go together")
+        if self.start_readings and self.installed is None:
+            raise ValueError("start_readings need installed (the instant they were read)")
+        if self.end_readings and self.removed is None:
+            raise ValueError("end_readings need removed (the instant they were read)")
         if self.removed and self.installed and self.removed <= self.installed:
             raise ValueError("removed before installed")
         for area, start, end in self.area_history:
@@ -225,6 +265,12 @@ def _csv_to_raw(data: bytes) -> dict[str, Any]:
                 continue
             if key in ints:
                 m[key] = int(value) if value.isdigit() else value
+            elif key.startswith(("start_readings.", "end_readings.")):
+                table, _, quantity = key.partition(".")
+                try:
+                    m.setdefault(table, {})[quantity] = float(value)
+                except ValueError:
+                    m.setdefault(table, {})[quantity] = value
             elif key in floats:
                 try:
                     m[key] = float(value)

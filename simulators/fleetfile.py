@@ -2,8 +2,9 @@
 
 It is what ``meterhub fleet load`` reads. ``simulate`` writes it atomically (temporary file in
 the same folder, then ``os.replace``) at start-up, and again whenever the archive changes during
-the run (a meter exchange: the old meter gets ``removed``/``end_reading``, the new one
-``installed``/``start_reading``).
+the run (a meter exchange: the old meter gets ``removed``/``end_reading`` and ``end_readings``,
+the new one ``installed``/``start_reading`` and ``start_readings``: the forward total and every
+other register, reverse energy included, read at the exchange).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import tomli_w
 
-from simulators.world import NEVER, World
+from simulators.world import NEVER, World, shown
 
 
 @dataclass
@@ -28,6 +29,23 @@ class Endpoints:
     broker_url: str = ""
     broker_username: str = ""
     broker_password: str = ""
+
+
+#: The registers after the forward total in the world's [total, t1..t4, reverse] order, by
+#: their quantity names (the archive's ``start_readings`` / ``end_readings`` keys).
+_OTHER_REGISTERS = (
+    (1, "forward_active_t1_kwh"),
+    (2, "forward_active_t2_kwh"),
+    (3, "forward_active_t3_kwh"),
+    (4, "forward_active_t4_kwh"),
+    (5, "reverse_active_total_kwh"),
+)
+
+
+def _other_registers(values: Any) -> dict[str, float]:
+    """What a meter shows on every register but the forward total, as archive readings: the
+    reverse register of an exchanged bidirectional meter is a term of the area balance."""
+    return {name: float(values[i]) for i, name in _OTHER_REGISTERS}
 
 
 def fleet_document(
@@ -77,12 +95,14 @@ def fleet_document(
         if installed_t is not None:
             rec["installed"] = w.iso(installed_t)
             rec["start_reading"] = float(w.m_base_fwd_a[m])
+            rec["start_readings"] = _other_registers(w.m_base6[m])
         if w.m_remove[m] < NEVER:
             removed_t = w.g_time(w.m_remove[m])
             ex = next(e for e in w.exchanges if e["old"] == m)
             if sim_now is not None and removed_t <= sim_now and "old_end" in ex:
                 rec["removed"] = w.iso(removed_t)
                 rec["end_reading"] = float(ex["old_end"])
+                rec["end_readings"] = _other_registers(shown(ex["old_end_exact"]))
         if not w.is_supply[p]:
             rec["customer"] = f"CUST{p:06d}"
             rec["account"] = f"ACC{p:06d}"

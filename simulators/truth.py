@@ -173,7 +173,8 @@ def area_days(world: World, days: int) -> list[dict[str, Any]]:
                 elif polled or not dl.frozen(m, d):
                     missing[a].append(w.m_number[m])
             elif m in ex_by_new and ex_by_new[m]["g"] // w.S == d:
-                start_f, start_r, start = ex_by_new[m]["new_start"], 0.0, 1.0
+                e = ex_by_new[m]
+                start_f, start_r, start = e["new_start"], e["new_start_rev"], 1.0
             if fz1.valid[m]:
                 end_f, end_r = fz1.values[m, 0], fz1.values[m, 5]
                 end = 1.0
@@ -339,7 +340,9 @@ def meters(world: World, days: int) -> list[dict[str, Any]]:
                     "old": w.m_number[e["old"]],
                     "new": w.m_number[e["new"]],
                     "old_end": e.get("old_end"),
+                    "old_end_reverse": e.get("old_end_rev"),
                     "new_start": e.get("new_start"),
+                    "new_start_reverse": e.get("new_start_rev"),
                 }
                 for e in ex
             ],

@@ -930,6 +930,7 @@ class World:
             ex["old_end"] = float(shown(old_exact[0]))
             ex["old_end_rev"] = float(shown(old_exact[5]))
             ex["new_start"] = float(self.m_base_fwd_a[new])
+            ex["new_start_rev"] = float(self.m_base_rev_a[new])
 
     @property
     def m_base6(self) -> F64:

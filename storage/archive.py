@@ -2,8 +2,10 @@
 
 ``load_archive`` upserts areas, gateways, concentrators, customers, accounts and meters. A meter
 that moved to another area gets its current ``meter_area`` row closed and a new one opened at
-the load instant; changed CT/PT multipliers add a ``meter_multiplier`` row; every created or
-changed record is written to the audit log. The caller owns the transaction.
+the load instant; changed CT/PT multipliers add a ``meter_multiplier`` row; a meter's readings
+of its other energy registers at installation and removal (``start_readings`` /
+``end_readings``) are kept in ``meter_exchange_reading``; every created or changed record is
+written to the audit log. The caller owns the transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from collector.archive import Archive, Meter
+from storage.readings import QUANTITY_IDS
 
 
 @dataclass(slots=True)
@@ -105,6 +108,46 @@ def _meter_values(m: Meter) -> dict[str, Any]:
     }
 
 
+_EVENTS = (("installed", "start_readings"), ("removed", "end_readings"))
+
+
+def _exchange_readings(m: Meter) -> dict[str, dict[str, float]]:
+    """``{"start_readings": {quantity: value}, "end_readings": {…}}`` of the archive entry."""
+    return {"start_readings": dict(sorted(m.start_readings.items())),
+            "end_readings": dict(sorted(m.end_readings.items()))}
+
+
+async def exchange_readings(
+    conn: psycopg.AsyncConnection[Any], meter_id: int
+) -> dict[str, dict[str, float]]:
+    """The stored installation and removal readings of one meter, as in the archive file."""
+    cur = await conn.execute(
+        "SELECT e.event, q.name, e.value FROM meter_exchange_reading e "
+        "JOIN quantity q ON q.id = e.quantity_id WHERE e.meter_id = %s ORDER BY q.name",
+        (meter_id,),
+    )
+    out: dict[str, dict[str, float]] = {"start_readings": {}, "end_readings": {}}
+    keys = dict(_EVENTS)
+    for event, name, value in await cur.fetchall():
+        out[keys[event]][name] = float(value)
+    return out
+
+
+async def _write_exchange_readings(
+    conn: psycopg.AsyncConnection[Any], meter_id: int, readings: dict[str, dict[str, float]]
+) -> None:
+    await conn.execute("DELETE FROM meter_exchange_reading WHERE meter_id = %s", (meter_id,))
+    rows = [(meter_id, event, QUANTITY_IDS[q], v)
+            for event, key in _EVENTS for q, v in readings[key].items()]
+    if rows:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO meter_exchange_reading (meter_id, event, quantity_id, value) "
+                "VALUES (%s, %s, %s, %s)",
+                rows,
+            )
+
+
 async def load_archive(
     conn: psycopg.AsyncConnection[Any], archive: Archive, *, actor: str, now: datetime
 ) -> LoadReport:
@@ -173,7 +216,10 @@ async def _load_meter(
         assert new is not None
         meter_id = int(new[0])
         report.bump("meter", "created")
-        await _audit(conn, actor, "created", "meter", m.number, _jsonable(values))
+        readings = _exchange_readings(m)
+        await _write_exchange_readings(conn, meter_id, readings)
+        await _audit(conn, actor, "created", "meter", m.number,
+                     {**_jsonable(values), **{k: v for k, v in readings.items() if v}})
         await conn.execute(
             "INSERT INTO meter_multiplier (meter_id, valid_from, ct, pt) VALUES (%s, %s, %s, %s)",
             (meter_id, m.installed or datetime.min.replace(tzinfo=now.tzinfo), m.ct, m.pt),
@@ -197,6 +243,12 @@ async def _load_meter(
     if values["interval_min"] is None:  # keep an interval inferred by an import
         values["interval_min"] = old["interval_min"]
     changed = {k: v for k, v in values.items() if old[k] != v}
+    readings = _exchange_readings(m)
+    stored = await exchange_readings(conn, meter_id)
+    readings_changed = {k: {"old": stored[k], "new": v} for k, v in readings.items()
+                        if stored[k] != v}
+    if readings_changed:
+        await _write_exchange_readings(conn, meter_id, readings)
     if changed:
         sets = ", ".join(f"{k} = %s" for k in changed)
         await conn.execute(
@@ -226,9 +278,10 @@ async def _load_meter(
                 "INSERT INTO meter_area (meter_id, area_id, valid_from) VALUES (%s, %s, %s)",
                 (meter_id, m.area, now),
             )
-    if changed or area_moved:
+    if changed or area_moved or readings_changed:
         report.bump("meter", "updated")
         detail = {k: {"old": _jsonable1(old[k]), "new": _jsonable1(v)} for k, v in changed.items()}
+        detail.update(readings_changed)
         if area_moved:
             detail["area"] = {"old": current_area, "new": m.area}
         await _audit(conn, actor, "updated", "meter", m.number, detail)

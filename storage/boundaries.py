@@ -9,13 +9,13 @@ billing-cycle read: only values at the boundary instants count.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 
-from storage.readings import QUANTITY_IDS
+from storage.readings import QUANTITY_IDS, QUANTITY_NAMES
 
 FORWARD = (QUANTITY_IDS["daily_frozen_forward_active_total_kwh"],
            QUANTITY_IDS["forward_active_total_kwh"])
@@ -36,6 +36,10 @@ class MeterInfo:
     start_reading: float | None
     removed_at: datetime | None
     end_reading: float | None
+    #: every energy register read at installation / removal, by quantity name: the forward
+    #: active total (``start_reading`` / ``end_reading``) and the archive's other registers
+    start_readings: dict[str, float] = field(default_factory=dict)
+    end_readings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +77,32 @@ async def memberships(
 
 
 async def meters(conn: psycopg.AsyncConnection[Any], *, ids: list[int]) -> dict[int, MeterInfo]:
-    """Meter facts by id."""
+    """Meter facts by id, with their installation and removal readings per register."""
     cur = await conn.execute(
         "SELECT id, number, role, bidirectional, rollover_kwh, installed_at, start_reading, "
         "removed_at, end_reading FROM meter WHERE id = ANY(%s)",
         (ids,),
     )
-    return {r[0]: MeterInfo(*r) for r in await cur.fetchall()}
+    rows = await cur.fetchall()
+    cur = await conn.execute(
+        "SELECT meter_id, event, quantity_id, value FROM meter_exchange_reading "
+        "WHERE meter_id = ANY(%s)",
+        (ids,),
+    )
+    extra: dict[tuple[int, str], dict[str, float]] = {}
+    for mid, event, qid, value in await cur.fetchall():
+        extra.setdefault((mid, event), {})[QUANTITY_NAMES[qid]] = float(value)
+    out: dict[int, MeterInfo] = {}
+    fwd = "forward_active_total_kwh"
+    for r in rows:
+        start = dict(extra.get((r[0], "installed"), {}))
+        end = dict(extra.get((r[0], "removed"), {}))
+        if r[6] is not None:
+            start[fwd] = float(r[6])
+        if r[8] is not None:
+            end[fwd] = float(r[8])
+        out[r[0]] = MeterInfo(*r, start_readings=start, end_readings=end)
+    return out
 
 
 async def multipliers(
