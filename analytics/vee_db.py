@@ -33,6 +33,19 @@ needed): completeness on actual readings only (``interval_kwh`` if the meter has
 energy register), so an estimated slot is still counted as missing, and ``estimated`` counts the
 slots filled by stored estimates. Without dates it covers each group from its first to its last
 reading.
+
+**Reading cycles.** A meter read by hand (protocol ``manual``) or whose archive ``schedule`` is
+a reading cycle (``daily``/``day``, ``monthly``/``month``) is expected once per cycle, not once
+per archived interval: a reader does not visit every 15 minutes. Its cycle is the schedule's;
+a manual meter without one is read monthly when its readings are a median 20 days or more
+apart, else daily (as ``vee screen --cycle auto``). Such a meter is counted on its energy
+register by local day (``interval`` 1440) or calendar month (``interval`` null): ``expected``
+cycles from the cycle of its first to that of its last actual read, ``received`` cycles with
+one, ``gaps`` runs of cycles without, ``duplicates`` cycles with a conflicting read,
+``estimated`` cycles without an actual read but with a stored register estimate; ``gap``,
+``negative_consumption`` (a read below the previous one, rollover aside) and
+``read_after_removal`` are counted, the interval rules do not apply. ``vee run`` writes the
+same rows and flags for them and estimates nothing.
 """
 
 from __future__ import annotations
@@ -437,6 +450,112 @@ class RunSummary:
         }
 
 
+#: Archive schedule names that are reading cycles (reading books), and the cycle they mean.
+CYCLE_SCHEDULES = {"daily": "day", "day": "day", "monthly": "month", "month": "month"}
+#: A manual meter without a cycle schedule is read monthly when its reads are this far apart.
+MONTHLY_SPACING_DAYS = 20.0
+
+
+async def reading_cycles(conn: Any, meters: list[Any]) -> dict[int, str]:
+    """``day`` or ``month`` for each meter counted on a reading cycle (module docstring)."""
+    from storage import vee as sv
+
+    out: dict[int, str] = {}
+    infer: list[int] = []
+    for m in meters:
+        cycle = CYCLE_SCHEDULES.get((m.schedule or "").lower())
+        if cycle is not None:
+            out[m.id] = cycle
+        elif m.protocol == "manual":
+            infer.append(m.id)
+    spacing = await sv.read_spacing_days(conn, ids=infer)
+    for mid in infer:
+        out[mid] = "month" if spacing.get(mid, 0.0) >= MONTHLY_SPACING_DAYS else "day"
+    return out
+
+
+def _cycle_index(epoch: NDArray[np.float64], zone: Any, cycle: str) -> NDArray[np.int64]:
+    """Reading cycle of each instant: local day ordinal, or month number (year · 12 + m)."""
+    local = [datetime.fromtimestamp(float(t), zone) for t in epoch]
+    if cycle == "day":
+        return np.array([d.date().toordinal() for d in local], dtype=np.int64)
+    return np.array([d.year * 12 + d.month - 1 for d in local], dtype=np.int64)
+
+
+def _cycle_start(c: int, cycle: str) -> date:
+    return date.fromordinal(c) if cycle == "day" else date(c // 12, c % 12 + 1, 1)
+
+
+async def cycle_rows(
+    conn: Any, settings: Any, meters: list[Any], cycles: dict[int, str],
+    first: date | None, last: date | None,
+) -> tuple[list[MeterVee], list[tuple[int, date, str, int]]]:
+    """Report rows and ``vee_flag`` rows of meters counted on their reading cycle."""
+    from storage import vee as sv
+
+    zone = settings.zone
+    ids = [m.id for m in meters]
+    start = sv.day_start(first, zone) if first else datetime(1, 1, 2, tzinfo=zone)
+    end = sv.day_start(last + timedelta(days=1), zone) if last else datetime(9999, 1, 1,
+                                                                               tzinfo=zone)
+    reads = await sv.register_readings(conn, ids=ids, start=start, end=end)
+    conf = await sv.conflict_slots(conn, ids=ids, quantities=[sv.Q_FORWARD], start=start,
+                                   end=end)
+    est = await sv.revisions(conn, ids=ids, start=start, end=end, quantity=sv.Q_FORWARD)
+    rows: list[MeterVee] = []
+    flags_out: list[tuple[int, date, str, int]] = []
+    for m in meters:
+        cycle = cycles[m.id]
+        interval = 1440 if cycle == "day" else None
+        sel = reads.meter_id == m.id
+        t, v = reads.epoch[sel], reads.value[sel]
+        order = np.argsort(t, kind="stable")
+        t, v = t[order], v[order]
+        flags = dict.fromkeys(RULES, 0)
+        if t.size == 0:
+            rows.append(MeterVee(m.number, interval, None, None, 0, 0, 0, 0, 0, 0, 0, flags))
+            continue
+        c = _cycle_index(t, zone, cycle)
+        lo, hi = int(c[0]), int(c[-1])
+        got = np.zeros(hi - lo + 1, dtype=bool)
+        got[c - lo] = True
+        missing = np.flatnonzero(~got)
+        runs = np.split(missing, np.flatnonzero(np.diff(missing) > 1) + 1) if missing.size else []
+        per_day: dict[tuple[date, str], int] = {}
+
+        def flag(rule: str, day: date, per: dict[tuple[date, str], int] = per_day) -> None:
+            per[(day, rule)] = per.get((day, rule), 0) + 1
+
+        for k in missing:
+            flag("gap", _cycle_start(lo + int(k), cycle))
+        back = np.flatnonzero(np.diff(v) < 0)
+        for k in back:
+            if v[k] - v[k + 1] <= m.rollover_kwh / 2:  # a rollover is not a step back
+                flag("negative_consumption",
+                     datetime.fromtimestamp(float(t[k + 1]), zone).date())
+        if m.removed_at is not None:
+            for x in t[t > m.removed_at.timestamp()]:
+                flag("read_after_removal", datetime.fromtimestamp(float(x), zone).date())
+        csel = conf.meter_id == m.id
+        dup_cycles = set(_cycle_index(conf.epoch[csel], zone, cycle).tolist()) & set(
+            c.tolist())
+        esel = est.meter_id == m.id
+        est_cycles = set(_cycle_index(est.epoch[esel], zone, cycle).tolist())
+        estimated = sum(1 for k in missing if lo + int(k) in est_cycles)
+        for (day, rule), n in per_day.items():
+            flags[rule] += n
+            flags_out.append((m.id, day, rule, n))
+        rows.append(MeterVee(
+            meter=m.number, interval=interval,  # type: ignore[arg-type]
+            first=datetime.fromtimestamp(float(t[0]), zone).isoformat(),
+            last=datetime.fromtimestamp(float(t[-1]), zone).isoformat(),
+            expected=int(got.size), received=int(got.sum()), missing=int(missing.size),
+            gaps=len(runs), gap_slots_max=max((len(r) for r in runs), default=0),
+            duplicates=len(dup_cycles), estimated=estimated, flags=flags,
+        ))
+    return rows, flags_out
+
+
 def _groups(meters: list[Any]) -> tuple[dict[int, list[Any]], list[str]]:
     by: dict[int, list[Any]] = {}
     bad: list[str] = []
@@ -554,13 +673,31 @@ async def vee_run(
 
     summary = RunSummary(d_from, d_to)
     meters = await sv.meters(conn, default_interval=settings.default_interval_min, number=meter)
-    groups, bad = _groups(meters)
+    cycles = await reading_cycles(conn, meters)
+    groups, bad = _groups([m for m in meters if m.id not in cycles])
     summary.skipped = bad
     summary.run_id = await sv.start_run(conn, d_from=d_from, d_to=d_to, created_by=created_by)
-    total = sum(len(v) for v in groups.values())
+    total = sum(len(v) for v in groups.values()) + len(cycles)
     done = 0
+    if cycles:  # read once per cycle: counted on the register, nothing to estimate
+        on_cycle = [m for m in meters if m.id in cycles]
+        rep, flag_rows = await cycle_rows(conn, settings, on_cycle, cycles, d_from, d_to)
+        summary.report.extend(rep)
+        for r in rep:
+            for k, v in r.flags.items():
+                summary.flags[k] += v
+            if r.interval:
+                summary.groups[r.interval] = summary.groups.get(r.interval, 0) + 1
+        await sv.write_meter_results(
+            conn, run_id=summary.run_id, d_from=d_from, d_to=d_to,
+            rows=[(m.id, r.to_dict()) for m, r in zip(on_cycle, rep, strict=True)])
+        await sv.replace_flags(conn, run_id=summary.run_id, ids=[m.id for m in on_cycle],
+                               d_from=d_from, d_to=d_to, rows=flag_rows)
+        done += len(on_cycle)
+        if progress is not None:
+            progress(done, total)
     for interval, group in sorted(groups.items()):
-        summary.groups[interval] = len(group)
+        summary.groups[interval] = summary.groups.get(interval, 0) + len(group)
         for c in range(0, len(group), CHUNK):
             chunk = group[c:c + CHUNK]
             data = await load_vee_data(conn, settings, chunk, d_from, d_to, interval=interval)
@@ -615,9 +752,13 @@ async def vee_report(
     from storage import vee as sv
 
     meters = await sv.meters(conn, default_interval=settings.default_interval_min, number=meter)
-    groups, _ = _groups(meters)
+    cycles = await reading_cycles(conn, meters)
+    groups, _ = _groups([m for m in meters if m.id not in cycles])
     zone = settings.zone
     rows: list[MeterVee] = []
+    if cycles:
+        rows, _flags = await cycle_rows(conn, settings, [m for m in meters if m.id in cycles],
+                                        cycles, d_from, d_to)
     for interval, group in sorted(groups.items()):
         spans = await sv.data_spans(conn, ids=[m.id for m in group])
         with_data = [m for m in group if m.id in spans]

@@ -83,6 +83,8 @@ def fleet_document(
             "ct": float(w.ct_archive[p]),
             "pt": 1.0,
         }
+        if proto == "manual":  # reading book: one read a day (scenario manual_read_time)
+            rec["schedule"] = "daily"
         if proto == "modbus":
             rec["model"] = sc.devices.modbus_model
             rec["unit"] = int(w.unit_of[p])

@@ -11,7 +11,7 @@ written to the audit log. The caller owns the transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -222,7 +222,7 @@ async def _load_meter(
                      {**_jsonable(values), **{k: v for k, v in readings.items() if v}})
         await conn.execute(
             "INSERT INTO meter_multiplier (meter_id, valid_from, ct, pt) VALUES (%s, %s, %s, %s)",
-            (meter_id, m.installed or datetime.min.replace(tzinfo=now.tzinfo), m.ct, m.pt),
+            (meter_id, m.installed or datetime.min.replace(tzinfo=UTC), m.ct, m.pt),
         )
         last_end: datetime | None = None
         for area, start, end in sorted(m.area_history, key=lambda h: h[1]):

@@ -45,6 +45,7 @@ class VeeMeter:
     installed_at: datetime | None
     removed_at: datetime | None
     customer_id: str | None
+    schedule: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +95,7 @@ async def _fetch_long(
 
 _METERS: Final[LiteralString] = """
 SELECT id, number, role, protocol, coalesce(interval_min, %(default)s), rollover_kwh,
-       bidirectional, installed_at, removed_at, customer_id
+       bidirectional, installed_at, removed_at, customer_id, schedule
 FROM meter
 WHERE (%(number)s::text IS NULL OR number = %(number)s)
   AND (%(ids)s::int8[] IS NULL OR id = ANY(%(ids)s))
@@ -385,7 +386,11 @@ async def write_meter_results(
     conn: psycopg.AsyncConnection[Any], *, run_id: int | None, d_from: date, d_to: date,
     rows: Sequence[tuple[int, dict[str, Any]]],
 ) -> None:
-    """Upsert ``vee report`` rows (meter id, report dict) for a window."""
+    """Upsert ``vee report`` rows (meter id, report dict) for a window.
+
+    A meter counted on a calendar-month reading cycle has no fixed interval: its row stores
+    ``interval_min`` 0 (``"interval": null`` in the report).
+    """
     if not rows:
         return
     async with conn.cursor() as cur:
@@ -400,7 +405,7 @@ async def write_meter_results(
             "gap_slots_max = EXCLUDED.gap_slots_max, duplicates = EXCLUDED.duplicates, "
             "estimated = EXCLUDED.estimated, flags = EXCLUDED.flags, run_id = EXCLUDED.run_id, "
             "computed_at = now()",
-            [(mid, d_from, d_to, r["interval"], r["first"], r["last"], r["expected"],
+            [(mid, d_from, d_to, r["interval"] or 0, r["first"], r["last"], r["expected"],
               r["received"], r["missing"], r["gaps"], r["gap_slots_max"], r["duplicates"],
               r["estimated"], Jsonb(r["flags"]), run_id) for mid, r in rows],
         )
@@ -620,6 +625,23 @@ async def manual_reads(
         "qs": [Q_FORWARD, QUANTITY_IDS["daily_frozen_forward_active_total_kwh"]],
         "start": start, "end": end, "ids": ids})
     return [(int(m), ts, float(v), rd) for m, ts, v, rd in await cur.fetchall()]
+
+
+async def read_spacing_days(
+    conn: psycopg.AsyncConnection[Any], *, ids: list[int]
+) -> dict[int, float]:
+    """Median days between consecutive energy-register readings per meter (two or more)."""
+    if not ids:
+        return {}
+    cur = await conn.execute(
+        "SELECT meter_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY d) FROM ("
+        "  SELECT meter_id, extract(epoch FROM ts - lag(ts) OVER (PARTITION BY meter_id "
+        "  ORDER BY ts)) / 86400.0 AS d FROM register_reading "
+        "  WHERE meter_id = ANY(%s) AND quantity_id = %s) x "
+        "WHERE d IS NOT NULL GROUP BY meter_id",
+        (ids, Q_FORWARD),
+    )
+    return {int(m): float(d) for m, d in await cur.fetchall()}
 
 
 async def manual_meter_ids(conn: psycopg.AsyncConnection[Any]) -> list[int]:
