@@ -246,6 +246,92 @@ def _rls(xmat, yvec, lam, delta, theta0, every, traj):
     return out
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _ma1_factor(new_run, a, b, sub, diag):
+    """Bidiagonal Cholesky factor L of a tridiagonal residual covariance (MA(1) noise).
+
+    Within each run of consecutive slots the covariance is ``a`` on the diagonal and ``b``
+    next to it; there is no correlation across a run break. Interval energies taken as
+    differences of registers shown to a resolution r carry ``frac_{t−1} − frac_t`` of
+    rounding: variance r²/6 per slot and −r²/12 between neighbours, which is this structure
+    with a = s_w² + 2 s_q², b = −s_q² (s_w² the white part).
+
+    Args:
+        new_run: (T',) bool, True where a slot does not follow the previous column's slot.
+        a: diagonal (> 0).
+        b: off-diagonal (|b| ≤ a / 2 keeps the matrix positive semi-definite).
+        sub: (T',) output, L's sub-diagonal (0 at run starts).
+        diag: (T',) output, L's diagonal.
+    """
+    l_prev = 1.0
+    for k in range(new_run.shape[0]):
+        if new_run[k] or k == 0:
+            m = 0.0
+        else:
+            m = b / l_prev
+        d = a - m * m
+        ll = np.sqrt(d) if d > 0.0 else 1e-12
+        sub[k] = m
+        diag[k] = ll
+        l_prev = ll
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _whiten(xmat, yvec, sub, diag):
+    """Replace the design's rows and target by L⁻¹ applied along the slots, in place.
+
+    Ordinary least squares on the result is generalised least squares for L Lᵀ.
+    """
+    p, n = xmat.shape
+    for k in range(n):
+        m = sub[k]
+        ll = diag[k]
+        if k > 0 and m != 0.0:
+            yvec[k] = (yvec[k] - m * yvec[k - 1]) / ll
+            for i in range(p):
+                xmat[i, k] = (xmat[i, k] - m * xmat[i, k - 1]) / ll
+        else:
+            yvec[k] = yvec[k] / ll
+            for i in range(p):
+                xmat[i, k] = xmat[i, k] / ll
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _step_scores(x, xw, rw, sub, diag, cand, num, cc, cx):
+    """Score a step in one meter's coefficient at each candidate column.
+
+    For a candidate k0 the extra regressor is c = x · 1[k ≥ k0]; its whitened form
+    c̃ = L⁻¹ c starts at k0. Outputs per candidate: c̃·r̃ (``num``), c̃·c̃ (``cc``) and c̃·x̃
+    (``cx``), from which the caller forms the score statistic of adding c to the fit.
+
+    Args:
+        x: (T',) the meter's column before whitening.
+        xw: (T',) the same column whitened.
+        rw: (T',) whitened residual of the current fit.
+        sub, diag: the factor from ``_ma1_factor``.
+        cand: (K,) candidate first columns (sorted or not).
+        num, cc, cx: (K,) outputs.
+    """
+    n = x.shape[0]
+    for j in range(cand.shape[0]):
+        k0 = cand[j]
+        s_r = 0.0
+        s_c = 0.0
+        s_x = 0.0
+        prev = 0.0
+        for k in range(k0, n):
+            if k > k0 and sub[k] != 0.0:
+                v = (x[k] - sub[k] * prev) / diag[k]
+            else:
+                v = x[k] / diag[k]
+            prev = v
+            s_r += v * rw[k]
+            s_c += v * v
+            s_x += v * xw[k]
+        num[j] = s_r
+        cc[j] = s_c
+        cx[j] = s_x
+
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _meter_stats(e, sum_abs, n_finite):

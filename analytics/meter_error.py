@@ -34,6 +34,7 @@ __all__ = [
     "Suspect",
     "SuspectReport",
     "SuspectSettings",
+    "data_sufficiency",
     "fit_meter_errors",
     "rank_suspects",
     "track_meter_errors",
@@ -59,12 +60,36 @@ class FitSettings:
         ridge: penalty towards θ = 1, relative to each meter's own information (XᵀX)_ii.
         light_load_fraction: a meter whose mean energy is below this fraction of the median
             meter's is light-load: taken at θ = 1, not fitted.
-        min_slots_per_unknown: fewer usable slots than this × unknowns gives no fit.
+        min_slots_per_unknown: fewer usable slots than this × unknowns gives no fit
+            (neighbouring 15-minute slots are far from independent equations).
+        min_days: fewer days with usable slots than this gives no fit.
+        max_median_uncertainty: an area whose fitted meters have a median uncertainty of ε
+            above this has too little independent load variation to judge (reported as
+            insufficient data by :func:`data_sufficiency`).
+        quantisation: model the rounding of registers (see :func:`fit_meter_errors`).
+        quantisation_ratios: ratios κ = s_q² / s_w² tried for the register rounding.
+        quantisation_min_gain: −2 log-likelihood drop a κ > 0 must give over κ = 0.
+        max_steps: most meters given a step (a fault that starts inside the window).
+        step_min_z2: squared score statistic a step must reach to be fitted.
+        step_min_slots: slots a step leaves at least on each side.
+        stop_min_slots: a fitted meter that registers exactly zero for at least this many
+            trailing slots after having load has stopped: the slots from its stop on are
+            left out of the fit (its unregistered load is in the supply; no coefficient can
+            explain it), and still get a residual.
     """
 
     ridge: float = 1e-4
     light_load_fraction: float = 0.05
-    min_slots_per_unknown: float = 3.0
+    min_slots_per_unknown: float = 10.0
+    min_days: int = 3
+    max_median_uncertainty: float = 0.05
+    quantisation: bool = True
+    quantisation_ratios: tuple[float, ...] = (0.3, 3.0, 30.0, 300.0, 3000.0, 30000.0)
+    quantisation_min_gain: float = 20.0
+    max_steps: int = 12
+    step_min_z2: float = 30.0
+    step_min_slots: int = 48
+    stop_min_slots: int = 96
 
 
 @dataclass(frozen=True)
@@ -72,7 +97,7 @@ class BalanceFit:
     """Result of one area's balance fit (arrays per customer meter unless noted).
 
     Attributes:
-        theta: fitted θ, NaN outside the fit.
+        theta: fitted θ of the most recent regime (after a step), NaN outside the fit.
         error: ε = 1/θ − 1 as a fraction, NaN outside the fit.
         uncertainty: one standard deviation of ε (delta method from the covariance).
         in_fit: meters with a fitted coefficient.
@@ -84,6 +109,10 @@ class BalanceFit:
         slot_used: (slots,) bool.
         residual: (slots,) supply − fitted on every complete slot (also those outside
             ``fit_slots``), NaN elsewhere.
+        step_slot: first slot of the most recent regime of meters with a step, −1 without.
+        error_before: ε before the step, NaN without one.
+        step_z: score statistic (standard deviations) of each fitted step, NaN without one.
+        quantisation_ratio: κ = s_q² / s_w² of the residual model (0: white residual).
     """
 
     theta: NDArray[np.float64]
@@ -97,6 +126,10 @@ class BalanceFit:
     n_slots: int
     slot_used: NDArray[np.bool_]
     residual: NDArray[np.float64]
+    step_slot: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    error_before: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    step_z: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    quantisation_ratio: float = 0.0
 
 
 def _prepare(
@@ -136,6 +169,172 @@ def _prepare(
     return y, e, np.ascontiguousarray(zz), use, fixed, slot_ok, complete
 
 
+class _Solver:
+    """Builds, whitens and solves the design of one area for a given set of steps."""
+
+    def __init__(self, y: Any, e: Any, zz: Any, use: Any, fixed: Any, slot_ok: Any,
+                 ridge: float) -> None:
+        self.y, self.e, self.zz, self.use, self.fixed = y, e, zz, use, fixed
+        self.slot_ok = slot_ok
+        self.idx = np.flatnonzero(slot_ok)
+        self.n_obs = int(self.idx.size)
+        self.n_use = int(use.sum())
+        self.ridge = ridge
+        self.new_run = np.ones(self.n_obs, dtype=np.bool_)
+        self.new_run[1:] = np.diff(self.idx) != 1
+        self.sub = np.zeros(self.n_obs)
+        self.diag = np.ones(self.n_obs)
+        self.kappa = 0.0
+        self.steps: list[tuple[int, int]] = []  # (meter, first slot)
+
+    def augmented(self, where: Any) -> tuple[Any, Any]:
+        """Design (P, T') and target on the slots ``where``, with the step columns."""
+        e, use, fixed = self.e, self.use, self.fixed
+        if self.steps:
+            t = np.arange(e.shape[1])
+            e = e.copy()
+            extra = np.zeros((len(self.steps), e.shape[1]))
+            for j, (i, s0) in enumerate(self.steps):
+                after = t >= s0
+                extra[j] = np.where(after, e[i], 0.0)
+                e[i] = np.where(after, 0.0, e[i])
+            e = np.ascontiguousarray(np.vstack([e, extra]))
+            use = np.r_[use, np.ones(len(self.steps), dtype=np.bool_)]
+            fixed = np.r_[fixed, np.zeros(len(self.steps), dtype=np.bool_)]
+        p = int(use.sum()) + 2
+        n = int(where.sum())
+        xmat = np.empty((p, n))
+        yvec = np.empty(n)
+        k._design(self.y, e, self.zz, use, fixed, where, xmat, yvec)
+        return xmat, yvec
+
+    def set_kappa(self, kappa: float) -> None:
+        """Residual covariance ∝ I + κ·tridiag(2, −1) within runs of consecutive slots."""
+        self.kappa = kappa
+        if kappa > 0.0:
+            k._ma1_factor(self.new_run, 1.0 + 2.0 * kappa, -kappa, self.sub, self.diag)
+        else:
+            self.sub[:] = 0.0
+            self.diag[:] = 1.0
+
+    def solve(self, xmat: Any, yvec: Any) -> tuple[Any, Any, float, Any, Any]:
+        """β, var(β), s², whitened design and target."""
+        p = xmat.shape[0]
+        if self.kappa > 0.0:
+            xmat, yvec = xmat.copy(), yvec.copy()
+            k._whiten(xmat, yvec, self.sub, self.diag)
+        xtx = np.empty((p, p))
+        xty = np.empty(p)
+        yty = k._gram(xmat, yvec, xtx, xty)
+        beta = np.empty(p)
+        var = np.empty(p)
+        n_meter = p - 2
+        s2 = k._ridge_solve(xtx, xty, yty, self.n_obs, n_meter, self.ridge, beta, var)
+        return beta, var, s2, xmat, yvec
+
+    def neg2loglik(self, s2: float, p: int) -> float:
+        """−2 log-likelihood (profiled over the scale) of the current residual model."""
+        rss = s2 * max(self.n_obs - p, 1)
+        return float(self.n_obs * np.log(max(rss, 1e-300) / self.n_obs)
+                     + 2.0 * np.log(self.diag).sum())
+
+
+def _select_kappa(sv: _Solver, cfg: FitSettings) -> tuple[Any, ...]:
+    """Fit with a white residual, then with register rounding; keep the likelier model."""
+    xmat, yvec = sv.augmented(sv.slot_ok)
+    sv.set_kappa(0.0)
+    best = sv.solve(xmat, yvec)
+    if not np.isfinite(best[2]) or not cfg.quantisation:
+        return xmat, yvec, best
+    p = xmat.shape[0]
+    best_l = sv.neg2loglik(best[2], p) - cfg.quantisation_min_gain
+    best_k = 0.0
+    for kappa in cfg.quantisation_ratios:
+        sv.set_kappa(kappa)
+        got = sv.solve(xmat, yvec)
+        if not np.isfinite(got[2]):
+            continue
+        ll = sv.neg2loglik(got[2], p)
+        if ll < best_l:
+            best, best_l, best_k = got, ll, kappa
+    sv.set_kappa(best_k)
+    return xmat, yvec, best
+
+
+def _best_step(sv: _Solver, xmat: Any, sol: tuple[Any, ...], spd: int,
+               cfg: FitSettings) -> tuple[int, int, float] | None:
+    """The meter and first slot of the step with the largest score statistic, if any."""
+    beta, _, s2, xw, yw = sol
+    if not np.isfinite(s2) or s2 <= 0:
+        return None
+    rw = yw - beta @ xw
+    n = sv.n_obs
+    lo, hi = cfg.step_min_slots, n - cfg.step_min_slots
+    if hi <= lo:
+        return None
+    # candidate columns: the first used slot of each day
+    day_of = sv.idx // spd
+    firsts = np.flatnonzero(np.r_[True, np.diff(day_of) != 0])
+    cand = firsts[(firsts >= lo) & (firsts < hi)].astype(np.int64)
+    if cand.size == 0:
+        return None
+    stepped = {i for i, _ in sv.steps}
+    rows = np.flatnonzero(sv.use)
+    best: tuple[int, int, float] | None = None
+    num = np.empty(cand.size)
+    cc = np.empty(cand.size)
+    cx = np.empty(cand.size)
+    for r, i in enumerate(rows):
+        if i in stepped:
+            continue
+        x = np.ascontiguousarray(xmat[r])
+        xwr = np.ascontiguousarray(xw[r])
+        xx = float(xwr @ xwr)
+        if xx <= 0:
+            continue
+        k._step_scores(x, xwr, rw, sv.sub, sv.diag, cand, num, cc, cx)
+        part = cc - cx * cx / xx
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z2 = np.where(part > 1e-12 * cc, num * num / (s2 * part), 0.0)
+        j = int(np.argmax(z2))
+        if best is None or z2[j] > best[2]:
+            best = (int(i), j, float(z2[j]))
+    if best is None or best[2] < cfg.step_min_z2:
+        return None
+    # refine to the slot within a day either side of the best day boundary
+    i, j, _ = best
+    r = int(np.flatnonzero(rows == i)[0])
+    c0 = int(cand[j])
+    fine = np.arange(max(lo, c0 - spd), min(hi, c0 + spd), dtype=np.int64)
+    num = np.empty(fine.size)
+    cc = np.empty(fine.size)
+    cx = np.empty(fine.size)
+    x = np.ascontiguousarray(xmat[r])
+    xwr = np.ascontiguousarray(xw[r])
+    xx = float(xwr @ xwr)
+    k._step_scores(x, xwr, rw, sv.sub, sv.diag, fine, num, cc, cx)
+    part = cc - cx * cx / xx
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z2 = np.where(part > 1e-12 * cc, num * num / (s2 * part), 0.0)
+    jj = int(np.argmax(z2))
+    return i, int(sv.idx[fine[jj]]), float(z2[jj])
+
+
+def _flow_squared(e: Any, use: Any, fixed: Any, steps: list[tuple[int, int]],
+                  beta: Any) -> Any:
+    """(Σ_i θ_i,t · E_i,t)² with each meter's fitted θ (per regime); light meters at θ = 1."""
+    n_use = int(use.sum())
+    theta = np.ones(e.shape[0])
+    theta[use] = beta[:n_use]
+    flow = np.where(np.isfinite(e), e, 0.0) * np.where(use | fixed, theta, 0.0)[:, None]
+    t = np.arange(e.shape[1])
+    for j, (i, s0) in enumerate(steps):
+        after = t >= s0
+        flow[i, after] = np.where(np.isfinite(e[i, after]), e[i, after], 0.0) * beta[n_use + j]
+    total = flow.sum(axis=0)
+    return np.ascontiguousarray(total * total)
+
+
 def fit_meter_errors(
     supply: ArrayLike,
     customers: ArrayLike,
@@ -143,20 +342,39 @@ def fit_meter_errors(
     z: ArrayLike | None = None,
     fit_slots: ArrayLike | None = None,
     settings: FitSettings | None = None,
+    slots_per_day: int = 96,
 ) -> BalanceFit:
     """Estimate each customer meter's relative error ε from one area's balance.
 
     Ridge-regularised least squares towards θ = 1, columns scaled to unit norm; the
     uncertainty comes from the diagonal of s² (XᵀX + Λ)⁻¹.
 
+    Register rounding: energies taken as differences of registers shown to 0.01 kWh (and a
+    supply meter's 0.01 kWh times its CT ratio) carry rounding noise that telescopes: it is
+    ``frac_{t−1} − frac_t``, negatively correlated between neighbouring slots. The residual
+    is modelled as white noise plus such a term, ``s_w² (I + κ·tridiag(2, −1))`` within runs
+    of consecutive slots; κ is chosen among ``quantisation_ratios`` by likelihood (κ = 0, the
+    ordinary fit, unless another ratio is clearly likelier) and the fit is generalised least
+    squares for it. This uses every slot, as summing the slots up to hours or days would,
+    without losing the equations a coarser grid gives up.
+
+    Faults that start inside the window: a meter whose coefficient changes at a slot gets a
+    second column from that slot on (θ before and θ after, each with its ridge prior). Steps
+    are added one at a time, the meter and day with the largest score statistic first
+    (refined to the slot within a day either side), while the squared statistic reaches
+    ``step_min_z2`` and at most ``max_steps`` meters have one. The estimate reported is the
+    most recent regime's; ``error_before`` and ``step_slot`` date the change.
+
     Args:
         supply: (slots,) supply energy per slot (primary kWh), NaN missing.
         customers: (meters, slots) customers' energy per slot (primary kWh), NaN missing.
-        z: (slots,) load-squared proxy; default (Σ_i E_i,t)².
+        z: (slots,) load-squared proxy; default (Σ_i θ_i E_i,t)², the flow, with θ from a
+            first fit with (Σ_i E_i,t)².
         fit_slots: (slots,) bool, slots allowed in the fit (e.g. no daylight slots in an area
             with bidirectional meters whose export is not collected); the residual is still
             reported on every complete slot.
         settings: fit settings.
+        slots_per_day: slots per day (step candidates are day boundaries first).
 
     Returns:
         The fit; all-NaN estimates when there are too few usable slots.
@@ -175,42 +393,70 @@ def fit_meter_errors(
     cfg = settings or FitSettings()
     y, e, zz, use, fixed, slot_ok, complete = _prepare(supply, customers, z, cfg, fit_slots)
     n, t = e.shape
+    for i in np.flatnonzero(use):
+        nz = np.flatnonzero(np.isfinite(e[i]) & (e[i] != 0.0))
+        if nz.size and t - 1 - nz[-1] >= cfg.stop_min_slots:
+            slot_ok[nz[-1] + 1 :] = False
     n_use = int(use.sum())
     p = n_use + 2
     n_obs = int(slot_ok.sum())
     theta = np.full(n, np.nan)
     var_theta = np.full(n, np.nan)
+    theta_before = np.full(n, np.nan)
+    step_slot = np.full(n, -1, dtype=np.int64)
+    step_z = np.full(n, np.nan)
     residual = np.full(t, np.nan)
     c = q = s = np.nan
-    if n_obs >= cfg.min_slots_per_unknown * p:
-        xmat = np.empty((p, n_obs))
-        yvec = np.empty(n_obs)
-        k._design(y, e, zz, use, fixed, slot_ok, xmat, yvec)
-        xtx = np.empty((p, p))
-        xty = np.empty(p)
-        yty = k._gram(xmat, yvec, xtx, xty)
-        beta = np.empty(p)
-        var = np.empty(p)
-        s2 = k._ridge_solve(xtx, xty, yty, n_obs, n_use, cfg.ridge, beta, var)
+    kappa = 0.0
+    n_days = np.unique(np.flatnonzero(slot_ok) // max(int(slots_per_day), 1)).size
+    if n_obs >= cfg.min_slots_per_unknown * p and n_days >= cfg.min_days:
+        sv = _Solver(y, e, zz, use, fixed, slot_ok, cfg.ridge)
+        xmat, yvec, sol = _select_kappa(sv, cfg)
+        for _ in range(2 if z is None else 1):
+            while np.isfinite(sol[2]) and len(sv.steps) < cfg.max_steps:
+                found = _best_step(sv, xmat, sol, max(int(slots_per_day), 1), cfg)
+                if found is None:
+                    break
+                i, s0, z2 = found
+                sv.steps.append((i, s0))
+                step_z[i] = np.sqrt(z2)
+                xmat, yvec = sv.augmented(slot_ok)
+                sol = sv.solve(xmat, yvec)
+                if not np.isfinite(sol[2]):  # singular with the step: leave it out
+                    sv.steps.pop()
+                    step_z[i] = np.nan
+                    xmat, yvec = sv.augmented(slot_ok)
+                    sol = sv.solve(xmat, yvec)
+            if z is None and np.isfinite(sol[2]):
+                # the load-loss proxy from what flowed (θ·E), not from what was registered:
+                # a meter reading 8 % fast would otherwise move z with its error
+                sv.zz = _flow_squared(e, use, fixed, sv.steps, sol[0])
+                xmat, yvec = sv.augmented(slot_ok)
+                sol = sv.solve(xmat, yvec)
+        beta, var, s2 = sol[0], sol[1], sol[2]
+        kappa = sv.kappa
         if np.isfinite(s2):
+            n_meter = beta.shape[0] - 2
             theta[use] = beta[:n_use]
             var_theta[use] = var[:n_use]
-            c, q, s = float(beta[n_use]), float(beta[n_use + 1]), float(np.sqrt(s2))
-            if fit_slots is None:  # every complete slot is in the fit: reuse its design
-                xall, yall, where = xmat, yvec, slot_ok
-            else:
-                where = complete
-                n_all = int(complete.sum())
-                xall = np.empty((p, n_all))
-                yall = np.empty(n_all)
-                k._design(y, e, zz, use, fixed, complete, xall, yall)
+            for j, (i, s0) in enumerate(sv.steps):
+                theta_before[i] = theta[i]
+                theta[i] = beta[n_use + j]
+                var_theta[i] = var[n_use + j]
+                step_slot[i] = s0
+            c, q = float(beta[n_meter]), float(beta[n_meter + 1])
+            # scale of the residual per slot: white part plus the rounding term
+            s = float(np.sqrt(s2 * (1.0 + 2.0 * kappa)))
+            xall, yall = sv.augmented(complete)
             r_all = np.empty(yall.shape[0])
             k._design_residual(xall, yall, beta, r_all)
-            residual[where] = r_all
+            residual[complete] = r_all
     with np.errstate(divide="ignore", invalid="ignore"):
         error = 1.0 / theta - 1.0
         unc = np.sqrt(var_theta) / theta**2
+        before = 1.0 / theta_before - 1.0
     ok = np.isfinite(theta)
+    step_z[~ok] = np.nan
     return BalanceFit(
         theta=theta,
         error=error,
@@ -223,7 +469,47 @@ def fit_meter_errors(
         n_slots=n_obs if ok.any() else 0,
         slot_used=slot_ok,
         residual=residual,
+        step_slot=step_slot,
+        error_before=before,
+        step_z=step_z,
+        quantisation_ratio=kappa,
     )
+
+
+def data_sufficiency(fit: BalanceFit, n_slots: int, *, slots_per_day: int = 96,
+                     settings: FitSettings | None = None) -> str | None:
+    """Why an area's balance fit cannot be judged, or None when it can.
+
+    Two reasons (DOMAIN.md: the balance needs far more equations than meters): too few
+    usable slots per estimated coefficient or too few days (no fit was made), and load that
+    varies too little, independently from meter to meter, to separate the meters (the
+    median uncertainty of ε above ``max_median_uncertainty``).
+
+    Args:
+        fit: the area's fit.
+        n_slots: slots in the window.
+        slots_per_day: slots per day.
+        settings: the fit settings used.
+
+    Returns:
+        A sentence for people, or None.
+    """
+    cfg = settings or FitSettings()
+    unknowns = int((~fit.light_load & np.isfinite(fit.theta)).sum()) + 2
+    used = int(fit.slot_used.sum())
+    days = n_slots / max(slots_per_day, 1)
+    if not fit.in_fit.any():
+        return (f"insufficient data: {used} usable slots over {days:g} days; the balance "
+                f"needs at least {cfg.min_slots_per_unknown:g} slots per estimated meter and "
+                f"{cfg.min_days} days")
+    unc = fit.uncertainty[fit.in_fit]
+    med = float(np.median(unc)) if unc.size else np.inf
+    if not med <= cfg.max_median_uncertainty:
+        return (f"insufficient data: median uncertainty of the meter errors "
+                f"{100 * med:.1f} % (limit {100 * cfg.max_median_uncertainty:g} %) with "
+                f"{used} usable slots for {unknowns} unknowns: the loads vary too little, "
+                f"or the data are too coarse, to tell the meters apart")
+    return None
 
 
 @dataclass(frozen=True)
@@ -315,23 +601,27 @@ class SuspectSettings:
         class_limit: accuracy class as a fraction (class 2: 0.02); |ε| at this limit scores 1.
         alert: score at or above which a meter is reported.
         significance: |ε| / uncertainty needed for a full score.
+        min_significance: |ε| / uncertainty under which a meter error scores 0; between it
+            and ``significance`` the score rises linearly (an estimate two standard
+            deviations from 0 is not evidence among hundreds of meters).
         theft_min: ε at or below −theft_min is read as unmetered load (theft).
         wrong_area_theta: |θ| below this: the meter's energy is not in this area's supply.
         stop_min_slots: trailing zero slots after load for a stopped meter.
         ratio_min: |median θ − 1| at which the supply meter's ratio is suspect.
-        step_min_gain: residual-sum-of-squares drop (in units of s²) that a step in a meter's
-            error must give to be dated (``since``).
+        step_min_change: change of ε at a fitted step (see :func:`fit_meter_errors`) needed to
+            report it as the meter's ``since``.
         midday: (first, last) slot-of-day fraction of the PV window (10:00–15:00).
     """
 
     class_limit: float = 0.02
     alert: float = 1.0
     significance: float = 4.0
+    min_significance: float = 2.0
     theft_min: float = 0.08
     wrong_area_theta: float = 0.5
     stop_min_slots: int = 96
     ratio_min: float = 0.05
-    step_min_gain: float = 25.0
+    step_min_change: float = 0.02
     midday: tuple[float, float] = (10 / 24, 15 / 24)
 
 
@@ -367,10 +657,15 @@ class SuspectReport:
     """The document of ``analyze suspects --json``: ``{"suspects": [...]}``."""
 
     suspects: list[Suspect] = field(default_factory=list)
+    #: area → why its balance could not be judged (not part of the JSON rows; the command
+    #: reports it on stderr, and each of the area's rows carries it as
+    #: ``evidence.insufficient_data``).
+    insufficient: dict[str, str] = field(default_factory=dict)
 
     def alerts(self, threshold: float) -> SuspectReport:
         """Only rows at or above ``threshold`` (the default output without ``--all``)."""
-        return SuspectReport([s for s in self.suspects if s.score >= threshold])
+        return SuspectReport([s for s in self.suspects if s.score >= threshold],
+                             dict(self.insufficient))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document."""
@@ -379,42 +674,6 @@ class SuspectReport:
 
 def _f(v: float) -> float | None:
     return None if not np.isfinite(v) else float(v)
-
-
-def _step_scan(
-    residual: NDArray[np.float64], e_i: NDArray[np.float64], theta_i: float, spd: int
-) -> tuple[int, float, float, float] | None:
-    """Best single step, at a day boundary, in one meter's θ.
-
-    ``u_t = residual_t + (θ_i − 1) · E_i,t`` is what the balance leaves for meter i beyond
-    θ = 1; fit ``u = β · E_i`` separately before and after each day boundary.
-
-    Returns:
-        (first slot after the step, ε before, ε after, RSS drop vs one β), or None.
-    """
-    ok = np.isfinite(residual) & np.isfinite(e_i)
-    n_days = residual.shape[0] // spd
-    if n_days < 4 or ok.sum() < 4 * spd:
-        return None
-    u = np.where(ok, residual + (theta_i - 1.0) * np.where(ok, e_i, 0.0), 0.0)
-    x = np.where(ok, e_i, 0.0)
-    ue = (u * x)[: n_days * spd].reshape(n_days, spd).sum(1)
-    ee = (x * x)[: n_days * spd].reshape(n_days, spd).sum(1)
-    cu, ce = np.cumsum(ue), np.cumsum(ee)
-    tot_u, tot_e = cu[-1], ce[-1]
-    if tot_e <= 0:
-        return None
-    best = None
-    base = tot_u**2 / tot_e
-    for d in range(1, n_days - 1):
-        e1, e2 = ce[d - 1], tot_e - ce[d - 1]
-        if e1 <= 0 or e2 <= 0:
-            continue
-        u1, u2 = cu[d - 1], tot_u - cu[d - 1]
-        gain = u1**2 / e1 + u2**2 / e2 - base
-        if best is None or gain > best[3]:
-            best = (d * spd, 1.0 / (1.0 + u1 / e1) - 1.0, 1.0 / (1.0 + u2 / e2) - 1.0, gain)
-    return best
 
 
 def rank_suspects(
@@ -442,8 +701,10 @@ def rank_suspects(
     ``supply_ratio`` (most θ agree on one value far from 1: the supply meter's CT ratio;
     reported against ``supply_meter_id``).
 
-    Score: ``|ε| / class_limit``, reduced when |ε| is under ``significance`` standard
-    deviations; stopped and PV findings score the unexplained energy against the meter's load.
+    Score: ``|ε| / class_limit`` of the most recent regime (after a step the fit found,
+    dated by ``since``), weighted from 0 at ``min_significance`` to 1 at ``significance``
+    standard deviations; stopped and PV findings score the unexplained energy against the
+    meter's load. Ties are broken by significance.
 
     Args:
         fit: the area's balance fit.
@@ -529,8 +790,13 @@ def rank_suspects(
         ui = unc[i]
         score = 0.0
         if np.isfinite(ei):
-            sig = abs(ei) / ui if ui > 0 else np.inf
-            score = abs(ei) / cfg.class_limit * min(1.0, sig / cfg.significance)
+            # significance in θ (the fitted quantity): |θ − 1| / sd(θ), sd(θ) = sd(ε)·θ²;
+            # the same as |ε| / sd(ε) for small errors, and well defined for θ near 0
+            th_e = 1.0 / (1.0 + ei)  # θ relative to a common supply factor, if any
+            sd_th = ui * th_e * th_e
+            sig = abs(1.0 - th_e) / sd_th if sd_th > 0 else np.inf
+            weight = (sig - cfg.min_significance) / (cfg.significance - cfg.min_significance)
+            score = abs(ei) / cfg.class_limit * float(np.clip(weight, 0.0, 1.0))
             ev["theta"] = float(th)
             ev["sigma"] = float(sig)
         # trailing zero run after load: stopped
@@ -556,18 +822,18 @@ def rank_suspects(
                 kind = "wrong_area"
             elif ei <= -cfg.theft_min:
                 kind = "theft"
-            if kind in ("meter_error", "theft") and score >= cfg.alert:
-                found = _step_scan(r, e[i], th, spd)
-                if found is not None:
-                    at, before, after, gain = found
-                    if gain > cfg.step_min_gain * fit.residual_std**2 and (
-                        after <= before - cfg.class_limit
+            s0 = int(fit.step_slot[i]) if fit.step_slot.size else -1
+            if s0 >= 0:
+                before = float(fit.error_before[i])
+                ev["error_before"] = _f(before)
+                ev["error_after"] = _f(ei)
+                ev["step_z"] = _f(float(fit.step_z[i]))
+                if abs(ei - before) >= cfg.step_min_change:
+                    since = s0
+                    if ei <= -cfg.class_limit and abs(before) < cfg.class_limit and (
+                        kind == "meter_error"
                     ):
-                        since = at
-                        ev["error_before"] = before
-                        ev["error_after"] = after
-                        if after <= -cfg.class_limit and abs(before) < cfg.class_limit:
-                            kind = "theft"
+                        kind = "theft"
             if track is not None and track.error.shape[0]:
                 last = track.error[-1, i]
                 if np.isfinite(last):
@@ -588,5 +854,5 @@ def rank_suspects(
                 evidence=ev,
             )
         )
-    rows.sort(key=lambda s: -s.score)
+    rows.sort(key=lambda s: (-s.score, -s.evidence.get("sigma", 0.0)))
     return SuspectReport(rows)

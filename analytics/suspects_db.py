@@ -40,6 +40,7 @@ from analytics.meter_error import (
     Suspect,
     SuspectReport,
     SuspectSettings,
+    data_sufficiency,
     fit_meter_errors,
     rank_suspects,
     track_meter_errors,
@@ -188,7 +189,17 @@ def rank_area(series: AreaSeries, *, fit_settings: FitSettings | None = None,
     cfg = settings or SuspectSettings()
     if series.customers.shape[0] == 0:
         return SuspectReport([])
-    first = fit_meter_errors(series.supply, series.customers, settings=fit_settings)
+    spd = series.grid.spd
+    first = fit_meter_errors(series.supply, series.customers, settings=fit_settings,
+                             slots_per_day=spd)
+    why = data_sufficiency(first, series.grid.n_slots, slots_per_day=spd,
+                           settings=fit_settings)
+    if why is not None:
+        rows = [Suspect(series.area, number, "meter_error", 0.0,
+                        _num(first.error[i]), _num(first.uncertainty[i]), None,
+                        {"insufficient_data": why})
+                for i, number in enumerate(series.numbers)]
+        return SuspectReport(rows, {series.area: why})
     th = np.where(first.in_fit, first.theta, 1.0)
     gross = (np.abs(th) < cfg.wrong_area_theta) | (th < -cfg.wrong_area_theta)
     if not gross.any() or gross.all():
@@ -219,15 +230,19 @@ def _rank_fitted(series: AreaSeries, *, fit_settings: FitSettings | None,
     meter's night and day errors differ by more than the accuracy class and ``significance``
     standard deviations, the meter's error depends on the time of day (a bypass used at
     night, a load moved behind the meter): one ε for the whole day is then the wrong model
-    for the whole area, so each meter is ranked by the better-scoring of its night and day
-    fits (evidence ``fit``, ``error_night``, ``error_day``). Otherwise the all-slot fit is used.
+    for the whole area: those meters (only) get a night and a day column in one all-slot fit, and
+    each is ranked by the better-scoring part (evidence ``fit``, ``error_night``,
+    ``error_day``); the others keep one coefficient in that fit. Otherwise the all-slot fit
+    is used.
 
     Before that, an area whose residual drops at midday by more than ``significance``
     standard errors has export that no meter collects; its day slots are not trusted and the
     meters are ranked from the night fit (evidence ``midday_residual_z``).
     """
     cfg = settings
-    fit = fit_meter_errors(series.supply, series.customers, settings=fit_settings)
+    spd = series.grid.spd
+    fit = fit_meter_errors(series.supply, series.customers, settings=fit_settings,
+                           slots_per_day=spd)
     track = None
     if fit.in_fit.any():
         track = track_meter_errors(series.supply, series.customers, every=series.grid.spd,
@@ -235,9 +250,9 @@ def _rank_fitted(series: AreaSeries, *, fit_settings: FitSettings | None,
     ranked = _rank(series, fit, track, cfg)
     is_night = _day_part(series.grid, night)
     f_n = fit_meter_errors(series.supply, series.customers, fit_slots=is_night,
-                           settings=fit_settings)
+                           settings=fit_settings, slots_per_day=spd)
     f_d = fit_meter_errors(series.supply, series.customers, fit_slots=~is_night,
-                           settings=fit_settings)
+                           settings=fit_settings, slots_per_day=spd)
     pv_z = _midday_z(series.grid, fit)
     if pv_z > cfg.significance:
         rows = []
@@ -256,22 +271,42 @@ def _rank_fitted(series: AreaSeries, *, fit_settings: FitSettings | None,
     with np.errstate(invalid="ignore"):
         diff = np.abs(f_n.error - f_d.error)
         z = diff / np.sqrt(f_n.uncertainty**2 + f_d.uncertainty**2)
-    split = bool(np.any((diff >= cfg.class_limit) & (z >= cfg.significance)))
-    if not split:
+    split_i = np.flatnonzero((diff >= cfg.class_limit) & (z >= cfg.significance))
+    if split_i.size == 0:
         return ranked
-    by_night = {s.meter: s for s in _rank(series, f_n, None, cfg).suspects}
-    by_day = {s.meter: s for s in _rank(series, f_d, None, cfg).suspects}
+    # one all-slot fit in which those meters have a night and a day coefficient
+    e = series.customers
+    night_part = np.where(is_night[None, :], e[split_i], 0.0)
+    day_part = np.where(is_night[None, :], 0.0, e[split_i])
+    cust = e.copy()
+    cust[split_i] = night_part
+    aug = replace(series, customers=np.vstack([cust, day_part]),
+                  numbers=[*series.numbers, *(series.numbers[i] for i in split_i)],
+                  ids=[*series.ids, *(series.ids[i] for i in split_i)],
+                  export_missing=np.r_[series.export_missing, series.export_missing[split_i]])
+    f_s = fit_meter_errors(aug.supply, aug.customers, settings=fit_settings,
+                           slots_per_day=series.grid.spd)
+    n = e.shape[0]
+    by_row = _rank(aug, f_s, None, cfg).suspects
+    parts: dict[str, list[Suspect]] = {}
+    for s in by_row:  # highest score first: the first row of a meter is its better part
+        if s.kind != "supply_ratio":
+            parts.setdefault(s.meter, []).append(s)
+    part_of = {series.numbers[i]: j for j, i in enumerate(split_i)}
     rows: list[Suspect] = []
     for i, number in enumerate(series.numbers):
-        a, b = by_night[number], by_day[number]
-        best, part = (a, "night") if a.score >= b.score else (b, "day")
+        best = parts[number][0]
         ev = dict(best.evidence)
-        ev.update(fit=part, error_night=_num(f_n.error[i]), error_day=_num(f_d.error[i]),
-                  error_all_day=_num(fit.error[i]))
+        if number in part_of:
+            j = part_of[number]
+            e_n, e_d = _num(f_s.error[i]), _num(f_s.error[n + j])
+            is_day = e_d is not None and best.error_estimate == e_d and e_n != e_d
+            ev.update(fit="day" if is_day else "night", error_night=e_n, error_day=e_d,
+                      error_all_day=_num(fit.error[i]))
         rows.append(Suspect(best.area, best.meter, best.kind, best.score, best.error_estimate,
                             best.uncertainty, best.since, ev))
     rows.extend(s for s in ranked.suspects if s.kind == "supply_ratio")
-    rows.sort(key=lambda s: -s.score)
+    rows.sort(key=lambda s: (-s.score, -s.evidence.get("sigma", 0.0)))
     return SuspectReport(rows)
 
 
@@ -346,8 +381,10 @@ async def compute_suspects(
                                 candidates=candidates, d_from=d_from, d_to=d_to,
                                 members=members, fit_settings=fit_settings, cfg=cfg)
     out: list[Suspect] = []
+    insufficient: dict[str, str] = {}
     for a in areas:
         out.extend(ranked[a.id].suspects)
+        insufficient.update(ranked[a.id].insufficient)
         if store:
             rows = []
             for rank, s in enumerate(ranked[a.id].suspects, start=1):
@@ -356,7 +393,7 @@ async def compute_suspects(
                          alert=s.score >= cfg.alert)
                 rows.append(d)
             await sv.replace_suspects(conn, area=a.id, d_from=d_from, d_to=d_to, rows=rows)
-    return SuspectReport(out)
+    return SuspectReport(out, insufficient)
 
 
 async def _place_wrong_area(
@@ -453,6 +490,8 @@ def analyze_suspects_command(settings: Any, db_url: str, *, date_from: Any, date
                                               area=area, suspect_settings=cfg, progress=bar)
 
     report = asyncio.run(run())
+    for area_id, why in sorted(report.insufficient.items()):
+        sys.stderr.write(f"analyze suspects: area {area_id}: {why}\n")
     shown = report if show_all else report.alerts(cfg.alert)
     if as_json:
         _print(shown.to_dict())
