@@ -297,6 +297,15 @@ CREATE TABLE public.meter_event (
     received_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
+CREATE TABLE public.meter_exchange_reading (
+    meter_id bigint NOT NULL,
+    event text NOT NULL,
+    quantity_id smallint NOT NULL,
+    value double precision NOT NULL,
+    CONSTRAINT meter_exchange_reading_event_check CHECK ((event = ANY (ARRAY['installed'::text, 'removed'::text]))),
+    CONSTRAINT meter_exchange_reading_value_check CHECK ((value >= (0)::double precision))
+);
+
 ALTER TABLE public.meter ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.meter_id_seq
     START WITH 1
@@ -674,6 +683,9 @@ ALTER TABLE ONLY public.meter_area
 ALTER TABLE ONLY public.meter_event
     ADD CONSTRAINT meter_event_pkey PRIMARY KEY (meter_id, ts, code);
 
+ALTER TABLE ONLY public.meter_exchange_reading
+    ADD CONSTRAINT meter_exchange_reading_pkey PRIMARY KEY (meter_id, event, quantity_id);
+
 ALTER TABLE ONLY public.meter_multiplier
     ADD CONSTRAINT meter_multiplier_pkey PRIMARY KEY (meter_id, valid_from);
 
@@ -839,6 +851,12 @@ ALTER TABLE ONLY public.meter
 
 ALTER TABLE ONLY public.meter
     ADD CONSTRAINT meter_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES public.customer(id);
+
+ALTER TABLE ONLY public.meter_exchange_reading
+    ADD CONSTRAINT meter_exchange_reading_meter_id_fkey FOREIGN KEY (meter_id) REFERENCES public.meter(id);
+
+ALTER TABLE ONLY public.meter_exchange_reading
+    ADD CONSTRAINT meter_exchange_reading_quantity_id_fkey FOREIGN KEY (quantity_id) REFERENCES public.quantity(id);
 
 ALTER TABLE ONLY public.meter
     ADD CONSTRAINT meter_gateway_id_fkey FOREIGN KEY (gateway_id) REFERENCES public.gateway(id);
