@@ -19,14 +19,20 @@ __all__ = ["EVIDENCE", "ReadScreen", "ReaderScore", "screen_manual_reads"]
 
 #: Manual-read evidence names, bit ``i`` of :attr:`ReadScreen.evidence`.
 EVIDENCE = (
-    "previous_plus_average",
-    "round_number",
-    "identical_increment",
-    "missing_read",
-    "copied_previous",
-    "times_ten_slip",
-    "digit_transposition",
-    "caught_up_later",
+    "previous_plus_average",  # 估抄: previous read + the average increment so far
+    "round_number",  # 估抄: a multiple of 10 kWh
+    "identical_increment",  # 估抄: the same increment as last time
+    "missing_read",  # 漏抄: no read in a cycle
+    "copied_previous",  # 漏抄: the previous read copied on a meter that is used
+    "times_ten_slip",  # 错抄: the decimal point one place off (×10, ÷10)
+    "digit_transposition",  # 错抄: two adjacent digits swapped
+    "caught_up_later",  # 估抄: off the line of its neighbours; the next read is back on it
+    "round_increment",  # 估抄: a whole number of kWh added, the decimals did not move
+    "digit_slip",  # 错抄: one digit misread
+    "neighbour_meter",  # 错抄: far off, and equal to another meter's read of the cycle
+    "out_of_sequence",  # 错抄: further off than a guess would be, no slip explains it
+    "differs_from_ami",  # the meter's automatic register says otherwise
+    "matches_ami",  # the meter's automatic register confirms the read
 )
 
 
@@ -70,25 +76,44 @@ def screen_manual_reads(
     reads: ArrayLike,
     *,
     readers: ArrayLike | None = None,
+    reference: ArrayLike | None = None,
+    reference_tol: ArrayLike | float = 0.05,
     min_history: int = 2,
-    average_tol: float = 1.0,
-    near_tol: float = 0.1,
+    average_tol: float = 0.51,
+    z_suspect: float = 3.0,
+    z_error: float = 4.0,
     flag_at: float = 0.5,
 ) -> ReadScreen:
     """Score manual or forwarded register reads for 估抄, 漏抄 and 错抄.
 
-    估抄 evidence: the read equals the previous read plus the average increment, a round
-    number, the same increment as last time. 漏抄: a read not delivered between delivered ones,
-    or a copy of the previous read. 错抄: the read ×10 or ÷10, or with two adjacent digits
-    swapped, would be where the history expects it; a low read that the next read catches up.
+    Each read is compared with the line through its neighbouring reads (those not themselves
+    suspect), in units of the meter's own spread of honest reads.
+
+    * 估抄 (a value written without reading the meter): a whole number of kWh added to the
+      previous read (the decimals did not move), a round number, previous + the average
+      increment, the same increment as last time, and a read off the line whose next read is
+      back on it (the register kept going: the catch-up). Each adds to the score.
+    * 漏抄: a cycle without a read, or the previous read copied on a meter in use.
+    * 错抄 (the meter read, the value wrong): a read off the line by more than ``z_error``
+      that a slip of the pen puts back on it (×10 / ÷10, two adjacent digits swapped, one
+      digit misread), or that equals another meter's read of the same cycle (a neighbour's
+      meter read); a read further off than any guess would be is out of sequence.
+    * With the meter's automatic register at the read's instant (``reference``, e.g. from
+      AMI polls or freezes of the same meter), agreement clears the read and disagreement
+      decides: a slip explains it or it is far off → 错抄, else 估抄.
 
     Args:
         reads: (meters, reads) register values in date order (one reading cycle per column),
             NaN where no read was delivered.
         readers: (meters, reads) reader index per read, −1 unknown.
+        reference: (meters, reads) the meter's automatic register at each read's instant,
+            NaN where there is none.
+        reference_tol: how far a read may be from ``reference`` and agree (scalar or per read).
         min_history: increments needed before a read is judged against the average.
         average_tol: register units within which a read "equals" previous + average.
-        near_tol: fraction of the expected increment within which a corrected read is "near".
+        z_suspect: residual, in the meter's scale, from which a read is set aside when its
+            neighbours are judged (and, with a next read, counts as caught up).
+        z_error: residual from which a slip of the pen that explains it makes a read 错抄.
         flag_at: score at which a read counts as estimated / skipped / an error for readers.
 
     Returns:
@@ -99,9 +124,22 @@ def screen_manual_reads(
         ValueError: wrong shapes.
     """
     r = as_float("reads", reads, 2)
-    scores = np.zeros((*r.shape, 3))
+    n_m, n_k = r.shape
+    if reference is None:
+        ref = np.full(r.shape, np.nan)
+    else:
+        ref = as_float("reference", reference, 2)
+        same_shape("reference", ref, r.shape)
+    tol = np.broadcast_to(np.asarray(reference_tol, dtype=np.float64), r.shape).copy()
+    # each cycle's delivered reads in ascending order, for "another meter's read"
+    order = np.argsort(np.where(np.isnan(r), np.inf, r), axis=0, kind="stable").T
+    col_rows = np.ascontiguousarray(order.astype(np.int64))
+    col_vals = np.ascontiguousarray(np.take_along_axis(r.T, order, axis=1))
+    col_n = (~np.isnan(r)).sum(axis=0).astype(np.int64)
+    scores = np.zeros((n_m, n_k, 3))
     evidence = np.zeros(r.shape, dtype=np.uint16)
-    k._screen_reads(r, min_history, average_tol, near_tol, scores, evidence)
+    k._screen_reads(r, ref, tol, col_vals, col_rows, col_n, min_history, average_tol,
+                    z_suspect, z_error, scores, evidence)
     summary: list[ReaderScore] = []
     if readers is not None:
         who = as_int("readers", readers, 2)

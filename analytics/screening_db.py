@@ -6,12 +6,18 @@ laid out one column per reading cycle: a local day, or a calendar month when the
 are 20 days or more apart (``--cycle auto``); a cycle without a read is a gap the screening
 judges as a possible 漏抄. Several reads in one cycle: the first counts.
 
-Scores come from :func:`analytics.screening.screen_manual_reads` (previous + average, round numbers,
-identical increments, copies, ×10 slips, digit transpositions, reads that later catch up). A
-skipped cycle is charged to the meter's usual reader (the one who read it most often), so the
-per-reader summary shows who skips. Per read and per reader results are stored in
-``manual_read_score`` and ``reader_score``; the command prints reads scoring at least 0.5 on
-any count (``--all``: every read) and every reader.
+Scores come from :func:`analytics.screening.screen_manual_reads` (a whole number of kWh added,
+round numbers, previous + average, identical increments and reads the next read catches up for
+估抄; missing cycles and copies for 漏抄; ×10 / ÷10 slips, digit transpositions and misread
+digits that put a read back on its neighbours' line, another meter's read, reads far out of
+sequence for 错抄), each read with the names of its evidence. Where the meter also has automatic
+register readings (polls or daily freezes, ``read_kind = 'meter'``) bracketing a manual read
+within a day, the register interpolated at the read's instant is the reference: a read within
+the bracket's own increment (+ 0.02 kWh) of it is confirmed, one outside is 估抄 or 错抄 by the
+strongest evidence there is. A skipped cycle is charged to the meter's usual reader (the one
+who read it most often), so the per-reader summary shows who skips. Per read and per reader
+results are stored in ``manual_read_score`` and ``reader_score``; the command prints reads
+scoring at least 0.5 on any count (``--all``: every read) and every reader.
 """
 
 from __future__ import annotations
@@ -69,6 +75,45 @@ class ScreenReport:
         return {"reads": [r.to_dict() for r in self.reads], "readers": list(self.readers)}
 
 
+#: Automatic readings further apart than this do not bracket a manual read.
+BRACKET_S = 86400.0
+
+
+def _references(
+    auto: Any, mids: list[int], vals: np.ndarray,
+    stamp: dict[tuple[int, int], tuple[datetime, str | None]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(reference, tolerance) per read: the meter's automatic register at the read's instant,
+    interpolated between the readings that bracket it within a day, and that bracket's own
+    increment + 0.02 kWh (NaN where no automatic reading brackets the read)."""
+    ref = np.full(vals.shape, np.nan)
+    tol = np.full(vals.shape, 0.05)
+    if auto.meter_id.size == 0:
+        return ref, tol
+    series: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for i, mid in enumerate(mids):
+        sel = auto.meter_id == mid
+        if sel.any():
+            order = np.argsort(auto.epoch[sel], kind="stable")
+            series[i] = (auto.epoch[sel][order], auto.value[sel][order])
+    for (i, j), (ts, _rd) in stamp.items():
+        got = series.get(i)
+        if got is None:
+            continue
+        t, v = got
+        x = ts.timestamp()
+        hi = int(np.searchsorted(t, x, side="left"))
+        if hi < t.size and abs(t[hi] - x) <= 60.0:  # read at the same minute
+            ref[i, j], tol[i, j] = v[hi], 0.05
+            continue
+        lo = hi - 1
+        if lo < 0 or hi >= t.size or t[hi] - t[lo] > BRACKET_S or v[hi] < v[lo]:
+            continue
+        ref[i, j] = v[lo] + (v[hi] - v[lo]) * (x - t[lo]) / (t[hi] - t[lo])
+        tol[i, j] = (v[hi] - v[lo]) + 0.02
+    return ref, tol
+
+
 def _cycles(first: date, last: date, monthly: bool) -> list[date]:
     if not monthly:
         return [first + timedelta(days=i) for i in range((last - first).days + 1)]
@@ -112,6 +157,10 @@ async def screen_reads(
         ids = [i for i in ids if info[i].number == meter]
     reads = await sv.manual_reads(conn, start=sv.day_start(d_from, zone),
                                   end=sv.day_start(d_to + timedelta(days=1), zone), ids=ids)
+    auto = await sv.automatic_registers(
+        conn, ids=sorted({r[0] for r in reads}),
+        start=sv.day_start(d_from - timedelta(days=1), zone),
+        end=sv.day_start(d_to + timedelta(days=2), zone))
     by_meter: dict[int, list[tuple[datetime, float, str | None]]] = {}
     for mid, ts, v, rd in reads:
         by_meter.setdefault(mid, []).append((ts, v, rd))
@@ -150,7 +199,9 @@ async def screen_reads(
                 if rd:
                     who[i, j] = rix[rd]
                 stamp[(i, j)] = (ts, rd)
-        res = screen_manual_reads(vals, readers=who, flag_at=FLAG_AT)
+        ref, tol = _references(auto, mids, vals, stamp)
+        res = screen_manual_reads(vals, readers=who, reference=ref, reference_tol=tol,
+                                  flag_at=FLAG_AT)
         for i, mid in enumerate(mids):
             for j, c in enumerate(cyc):
                 ts_rd = stamp.get((i, j))

@@ -296,7 +296,7 @@ def meters(world: World, days: int) -> list[dict[str, Any]]:
     for (mm, d), r in sorted(w.manual_reads.items()):
         if d <= days:
             reads.setdefault(mm, []).append(
-                {k: r[k] for k in ("ts", "kind", "value", "true_value")}
+                {k: r.get(k) for k in ("ts", "kind", "method", "value", "true_value")}
             )
     exchanges: dict[int, list[dict[str, Any]]] = {}
     for e in w.exchanges:

@@ -42,6 +42,11 @@ NEVER = 2**62
 EPOCH_2000 = datetime(2000, 1, 1)
 
 ROLE_SUPPLY = "supply"
+#: Digits a reader misreads for each other (7-segment and handwriting look-alikes).
+LOOKALIKE: dict[int, tuple[int, ...]] = {
+    0: (8, 6, 9), 1: (7, 4), 2: (7, 3), 3: (8, 5), 4: (1, 9), 5: (6, 3, 8), 6: (5, 8, 0),
+    7: (1, 2), 8: (3, 6, 0, 9), 9: (4, 8, 0),
+}
 ROLE_CUSTOMER = "customer"
 
 
@@ -852,7 +857,19 @@ class World:
             del self._day_start_state[old]
 
     def _manual_reads(self, d: int) -> None:
-        """Reading-book reads of manually read meters on day ``d`` (with 估抄/漏抄/错抄)."""
+        """Reading-book reads of manually read meters on day ``d`` (with 估抄/漏抄/错抄).
+
+        * 漏抄 (``skipped``): no read in the book for the day.
+        * 估抄 (``estimated``): the reader writes a value without visiting the meter, from the
+          book: the previous book value plus the book's average daily use × the days since,
+          rounded to whole kWh (``method`` ``average``), or plus a guessed daily use rounded
+          up to a round figure (``round``). The register keeps going, so the next real read
+          catches up.
+        * 错抄 (``mistyped``): the meter was read, the book value is wrong: two adjacent digits
+          transposed (``transposition``), one digit misread (``digit_slip``: 3↔8, 1↔7, …),
+          the decimal point one place off (``decimal_slip``: ×10 or ÷10), or another manual
+          meter of the area read instead (``neighbour``).
+        """
         hh, mm = (int(x) for x in self.sc.manual_read_time.split(":"))
         base_t = self.g_time(d * self.S) + hh * 3600 + mm * 60
         for m in range(self.M):
@@ -863,47 +880,92 @@ class World:
             t = base_t + rng.uniform(0.0, self.sc.manual_read_jitter_min * 60.0)
             if not self.meter_installed(m, t) or self.day_of(t) not in self.days:
                 continue
-            true = float(
-                shown(
-                    self.m_base6[m]
-                    - self.m_adj[m]
-                    + self._point_cum_at(np.array([p]), np.array([t]))[0]
-                )[0]
-            )
+            true = self._shown_fwd(m, t)
             kind = self.manual_kind.get((p, d), "actual")
             value: float | None = true
+            method: str | None = None
             if kind == "skipped":
                 value = None
             elif kind == "estimated":
-                prev = [
-                    r
-                    for (mm_, dd), r in self.manual_reads.items()
-                    if mm_ == m and dd < d and r["value"] is not None
-                ]
-                last = max(prev, key=lambda r: r["day"]) if prev else None
-                avg = round(float(rng.uniform(4.0, 10.0)), 0)
-                value = (last["value"] if last else true) + avg * (
-                    d - (last["day"] if last else d - 1)
-                )
-                value = float(quantise(value))
+                value, method = self._estimated_read(m, d, true, rng)
             elif kind == "mistyped":
-                digits = f"{true:09.2f}"
-                i = int(rng.integers(0, 5))
-                chars = list(digits)
-                if chars[i] != chars[i + 1]:
-                    chars[i], chars[i + 1] = chars[i + 1], chars[i]
-                    value = float("".join(chars))
-                else:
-                    value = float(quantise(true * 10.0 % ROLLOVER))
+                value, method = self._mistyped_read(m, t, true, rng)
             self.manual_reads[(m, d)] = {
                 "meter": self.m_number[m],
                 "day": d,
                 "t": t,
                 "ts": self.iso(t),
                 "kind": kind,
+                "method": method,
                 "true_value": true,
                 "value": value,
             }
+
+    def _shown_fwd(self, m: int, t: float) -> float:
+        """What meter ``m``'s forward total register shows at ``t``."""
+        p = self.m_point[m]
+        exact = self.m_base6[m] - self.m_adj[m] + self._point_cum_at(np.array([p]),
+                                                                    np.array([t]))[0]
+        return float(shown(exact)[0])
+
+    def _estimated_read(
+        self, m: int, d: int, true: float, rng: np.random.Generator
+    ) -> tuple[float, str]:
+        """An invented read from the book (see :meth:`_manual_reads`)."""
+        book = sorted(
+            (dd, r["value"])
+            for (mm_, dd), r in self.manual_reads.items()
+            if mm_ == m and dd < d and r["value"] is not None
+        )
+        guess = float(rng.uniform(4.0, 10.0))
+        if not book:  # nothing to start from: a guess around what the meter might show
+            return float(quantise(true + round(guess))), "round"
+        last_d, last_v = book[-1]
+        days = d - last_d
+        recent = [b for b in book if b[0] >= last_d - 30]
+        if rng.random() < 0.5 and len(recent) >= 2 and recent[-1][0] > recent[0][0]:
+            avg = (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
+            if avg > 0:
+                return float(quantise(last_v + round(avg * days))), "average"
+        return float(np.ceil((last_v + guess * days) / 10.0) * 10.0), "round"
+
+    def _mistyped_read(
+        self, m: int, t: float, true: float, rng: np.random.Generator
+    ) -> tuple[float, str]:
+        """A wrong book value for a read taken (see :meth:`_manual_reads`)."""
+        p = self.m_point[m]
+        whole = int(np.floor(true))
+        frac = round(true - whole, 2)
+        digits = list(str(whole))
+        for _ in range(8):
+            how = str(rng.choice(["transposition", "digit_slip", "decimal_slip", "neighbour"]))
+            if how == "transposition" and len(digits) >= 2:
+                i = int(rng.integers(0, len(digits) - 1))
+                if digits[i] != digits[i + 1] and not (i == 0 and digits[1] == "0"):
+                    sw = digits.copy()
+                    sw[i], sw[i + 1] = sw[i + 1], sw[i]
+                    return float(quantise(int("".join(sw)) + frac)), how
+            elif how == "digit_slip":
+                i = int(rng.integers(0, len(digits)))
+                new = int(rng.choice(LOOKALIKE[int(digits[i])]))
+                if not (i == 0 and new == 0):
+                    sl = digits.copy()
+                    sl[i] = str(new)
+                    return float(quantise(int("".join(sl)) + frac)), how
+            elif how == "decimal_slip":
+                factor = 10.0 if rng.random() < 0.5 else 0.1
+                return float(quantise(true * factor % ROLLOVER)), how
+            elif how == "neighbour":
+                area = self.m_archive_area[m]
+                others = [
+                    o for o in range(self.M)
+                    if o != m and self.protocol[self.m_point[o]] == "manual"
+                    and self.m_archive_area[o] == area and self.meter_installed(o, t)
+                    and self.m_point[o] != p
+                ]
+                if others:
+                    return self._shown_fwd(int(rng.choice(others)), t), how
+        return float(quantise(true * 10.0 % ROLLOVER)), "decimal_slip"
 
     def ensure_day(self, d: int) -> None:
         """Compute days up to and including ``d + 1`` (the look-ahead holds the next freeze)."""

@@ -644,6 +644,26 @@ async def read_spacing_days(
     return {int(m): float(d) for m, d in await cur.fetchall()}
 
 
+_AUTOMATIC: Final[LiteralString] = """
+SELECT meter_id, extract(epoch FROM ts)::float8, value FROM register_reading
+WHERE read_kind = 'meter' AND quantity_id = ANY(%(qs)s) AND meter_id = ANY(%(ids)s)
+  AND ts >= %(start)s AND ts <= %(end)s
+"""
+
+
+async def automatic_registers(
+    conn: psycopg.AsyncConnection[Any], *, ids: list[int], start: datetime, end: datetime,
+) -> LongSeries:
+    """The meters' own automatic forward-register readings (polls, freezes) in [start, end]:
+    what a manual read of the same meter can be checked against."""
+    if not ids:
+        return _long([])
+    series, _ = await _fetch_long(conn, _AUTOMATIC, {
+        "qs": [Q_FORWARD, QUANTITY_IDS["daily_frozen_forward_active_total_kwh"]],
+        "ids": ids, "start": start, "end": end})
+    return series
+
+
 async def manual_meter_ids(conn: psycopg.AsyncConnection[Any]) -> list[int]:
     """Meters read by hand: protocol ``manual`` or with any manual read."""
     cur = await conn.execute(
