@@ -17,13 +17,15 @@ from analytics._kernels import FASTMATH, FASTMATH_FINITE
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _design(y, e, z, use_meter, fixed_meter, use_slot, xmat, yvec):
+def _design(y, e, z, const, use_meter, fixed_meter, use_slot, xmat, yvec):
     """Build the compact design matrix of the balance fit.
 
     Args:
         y: (T,) supply energy per slot.
         e: (N, T) customers' registered energy per slot.
         z: (T,) load-squared proxy.
+        const: (T,) the fixed-loss regressor: the number of slots each value covers (1, or
+            more for a value that spans a gap).
         use_meter: (N,) bool, meters with a coefficient.
         fixed_meter: (N,) bool, meters taken at θ = 1 (light load): subtracted from y.
         use_slot: (T,) bool, slots in the fit.
@@ -45,7 +47,7 @@ def _design(y, e, z, use_meter, fixed_meter, use_slot, xmat, yvec):
             if use_meter[i]:
                 xmat[row, col] = e[i, t]
                 row += 1
-        xmat[row, col] = 1.0
+        xmat[row, col] = const[t]
         xmat[row + 1, col] = z[t]
         col += 1
 

@@ -16,7 +16,7 @@ supply) rather than fitted; slots with any missing value are dropped, never impu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +36,7 @@ __all__ = [
     "SuspectSettings",
     "data_sufficiency",
     "fit_meter_errors",
+    "merge_spans",
     "rank_suspects",
     "track_meter_errors",
 ]
@@ -72,6 +73,10 @@ class FitSettings:
         max_steps: most meters given a step (a fault that starts inside the window).
         step_min_z2: squared score statistic a step must reach to be fitted.
         step_min_slots: slots a step leaves at least on each side.
+        day_block_variance: widen the uncertainties by the variance of the residual's day
+            sums against what a white residual gives (see ``_day_block_inflation``).
+        jackknife_groups: with register rounding modelled (κ > 0), the uncertainty is at
+            least the delete-a-group jackknife's over this many groups of days.
         stop_min_slots: a fitted meter that registers exactly zero for at least this many
             trailing slots after having load has stopped: the slots from its stop on are
             left out of the fit (its unregistered load is in the supply; no coefficient can
@@ -90,6 +95,8 @@ class FitSettings:
     step_min_z2: float = 30.0
     step_min_slots: int = 48
     stop_min_slots: int = 96
+    day_block_variance: bool = True
+    jackknife_groups: int = 10
 
 
 @dataclass(frozen=True)
@@ -138,11 +145,17 @@ def _prepare(
     z: ArrayLike | None,
     cfg: FitSettings,
     fit_slots: ArrayLike | None = None,
+    slot_length: ArrayLike | None = None,
 ) -> tuple[Any, ...]:
     y = as_float("supply", supply, 1)
     e = as_float("customers", customers, 2)
     n, t = e.shape
     same_shape("supply", y, (t,))
+    if slot_length is None:
+        length = np.ones(t)
+    else:
+        length = as_float("slot_length", slot_length, 1)
+        same_shape("slot_length", length, (t,))
     absum = np.empty(n)
     n_fin = np.empty(n, dtype=np.int64)
     k._meter_stats(e, absum, n_fin)
@@ -155,8 +168,9 @@ def _prepare(
     slot_ok = np.empty(t, dtype=np.bool_)
     total = np.empty(t)
     k._slot_mask(y, e, use | fixed, slot_ok, total)
+    slot_ok &= length > 0
     if z is None:
-        zz = total * total
+        zz = total * total / np.maximum(length, 1.0)
     else:
         zz = as_float("z", z, 1)
         same_shape("z", zz, (t,))
@@ -166,22 +180,26 @@ def _prepare(
         allowed = as_bool("fit_slots", fit_slots, 1)
         same_shape("fit_slots", allowed, (t,))
         slot_ok &= allowed
-    return y, e, np.ascontiguousarray(zz), use, fixed, slot_ok, complete
+    return (y, e, np.ascontiguousarray(zz), use, fixed, slot_ok, complete,
+            np.ascontiguousarray(length))
 
 
 class _Solver:
     """Builds, whitens and solves the design of one area for a given set of steps."""
 
     def __init__(self, y: Any, e: Any, zz: Any, use: Any, fixed: Any, slot_ok: Any,
-                 ridge: float) -> None:
+                 ridge: float, length: Any) -> None:
         self.y, self.e, self.zz, self.use, self.fixed = y, e, zz, use, fixed
+        self.length = length
         self.slot_ok = slot_ok
         self.idx = np.flatnonzero(slot_ok)
         self.n_obs = int(self.idx.size)
         self.n_use = int(use.sum())
         self.ridge = ridge
+        # a value continues the previous one when its first slot follows that one's last
+        first = self.idx - np.maximum(length[self.idx], 1.0).astype(np.int64) + 1
         self.new_run = np.ones(self.n_obs, dtype=np.bool_)
-        self.new_run[1:] = np.diff(self.idx) != 1
+        self.new_run[1:] = first[1:] != self.idx[:-1] + 1
         self.sub = np.zeros(self.n_obs)
         self.diag = np.ones(self.n_obs)
         self.kappa = 0.0
@@ -205,7 +223,7 @@ class _Solver:
         n = int(where.sum())
         xmat = np.empty((p, n))
         yvec = np.empty(n)
-        k._design(self.y, e, self.zz, use, fixed, where, xmat, yvec)
+        k._design(self.y, e, self.zz, self.length, use, fixed, where, xmat, yvec)
         return xmat, yvec
 
     def set_kappa(self, kappa: float) -> None:
@@ -262,7 +280,7 @@ def _select_kappa(sv: _Solver, cfg: FitSettings) -> tuple[Any, ...]:
 
 
 def _best_step(sv: _Solver, xmat: Any, sol: tuple[Any, ...], spd: int,
-               cfg: FitSettings) -> tuple[int, int, float] | None:
+               cfg: FitSettings, only: int | None = None) -> tuple[int, list[int], float] | None:
     """The meter and first slot of the step with the largest score statistic, if any."""
     beta, _, s2, xw, yw = sol
     if not np.isfinite(s2) or s2 <= 0:
@@ -285,7 +303,7 @@ def _best_step(sv: _Solver, xmat: Any, sol: tuple[Any, ...], spd: int,
     cc = np.empty(cand.size)
     cx = np.empty(cand.size)
     for r, i in enumerate(rows):
-        if i in stepped:
+        if i in stepped or (only is not None and i != only):
             continue
         x = np.ascontiguousarray(xmat[r])
         xwr = np.ascontiguousarray(xw[r])
@@ -301,11 +319,12 @@ def _best_step(sv: _Solver, xmat: Any, sol: tuple[Any, ...], spd: int,
             best = (int(i), j, float(z2[j]))
     if best is None or best[2] < cfg.step_min_z2:
         return None
-    # refine to the slot within a day either side of the best day boundary
+    # refine to the slot within two days either side of the best day boundary; the few best
+    # slots by the score are then compared by an exact refit (_place_step)
     i, j, _ = best
     r = int(np.flatnonzero(rows == i)[0])
     c0 = int(cand[j])
-    fine = np.arange(max(lo, c0 - spd), min(hi, c0 + spd), dtype=np.int64)
+    fine = np.arange(max(lo, c0 - 2 * spd), min(hi, c0 + 2 * spd), dtype=np.int64)
     num = np.empty(fine.size)
     cc = np.empty(fine.size)
     cx = np.empty(fine.size)
@@ -316,12 +335,170 @@ def _best_step(sv: _Solver, xmat: Any, sol: tuple[Any, ...], spd: int,
     part = cc - cx * cx / xx
     with np.errstate(divide="ignore", invalid="ignore"):
         z2 = np.where(part > 1e-12 * cc, num * num / (s2 * part), 0.0)
-    jj = int(np.argmax(z2))
-    return i, int(sv.idx[fine[jj]]), float(z2[jj])
+    order = np.argsort(-z2)
+    # the best few slots, and the best slot of each day in the range
+    day = sv.idx[fine] // spd
+    per_day = [int(order[day[order] == d][0]) for d in np.unique(day)]
+    top = list(dict.fromkeys([*order[:4].tolist(), *per_day]))
+    return i, [int(sv.idx[fine[jj]]) for jj in top], float(z2[order[0]])
+
+
+def _rss(sv: _Solver) -> tuple[Any, Any, Any, float]:
+    """Design, target, solution and whitened residual sum of squares with the current steps."""
+    xmat, yvec = sv.augmented(sv.slot_ok)
+    sol = sv.solve(xmat, yvec)
+    rss = sol[2] * max(sv.n_obs - xmat.shape[0], 1) if np.isfinite(sol[2]) else np.inf
+    return xmat, yvec, sol, float(rss)
+
+
+def _place_step(sv: _Solver, i: int, slots: list[int]) -> tuple[int, float]:
+    """Of the candidate first slots of a step in meter i, the one whose refit fits best."""
+    best = (slots[0], np.inf)
+    for s0 in slots:
+        sv.steps.append((i, s0))
+        rss = _rss(sv)[3]
+        sv.steps.pop()
+        if rss < best[1]:
+            best = (s0, rss)
+    return best
+
+
+def _fit_steps(sv: _Solver, xmat: Any, sol: tuple[Any, ...], spd: int, cfg: FitSettings,
+               step_z: Any) -> tuple[Any, Any, tuple[Any, ...]]:
+    """Add steps greedily, then re-place each given the others and drop the unneeded.
+
+    A step is kept while refitting without it raises the whitened residual sum of squares by
+    at least ``step_min_z2`` residual variances.
+    """
+    while np.isfinite(sol[2]) and len(sv.steps) < cfg.max_steps:
+        found = _best_step(sv, xmat, sol, spd, cfg)
+        if found is None:
+            break
+        i, slots, _ = found
+        s0, rss = _place_step(sv, i, slots)
+        if not np.isfinite(rss):  # singular with the step: stop here
+            break
+        sv.steps.append((i, s0))
+        xmat, _, sol, _ = _rss(sv)
+    if not sv.steps:
+        return xmat, sv.augmented(sv.slot_ok)[1], sol
+    for j in range(len(sv.steps) - 1, -1, -1):
+        i, s0 = sv.steps.pop(j)
+        x_wo, _, sol_wo, rss_wo = _rss(sv)
+        found = _best_step(sv, x_wo, sol_wo, spd, replace(cfg, step_min_z2=0.0),
+                           only=i)
+        slots = [s0, *(found[1] if found is not None else [])]
+        s1, rss_w = _place_step(sv, i, slots)
+        s2_w = rss_w / max(sv.n_obs - x_wo.shape[0] - 1, 1)
+        gain = (rss_wo - rss_w) / s2_w if s2_w > 0 else 0.0
+        if gain >= cfg.step_min_z2:
+            sv.steps.insert(j, (i, s1))
+            step_z[i] = np.sqrt(gain)
+        else:
+            step_z[i] = np.nan
+    xmat, yvec, sol, _ = _rss(sv)
+    return xmat, yvec, sol
+
+
+def _day_block_inflation(sv: _Solver, sol: tuple[Any, ...], spd: int) -> float:
+    """Variance inflation from the day sums of the whitened residual (≥ 1).
+
+    With the right residual model the whitened residual is white and a day's sum has the
+    variance of that many slots. Structure the model misses (a fault that starts inside the
+    window but was too small to fit as a step, a load-loss shape the proxy does not follow)
+    shows as day sums that vary more; the uncertainties are widened by that ratio, so the
+    scores do not treat a misfit as evidence.
+    """
+    beta, _, s2, xw, yw = sol
+    rw = yw - beta @ xw
+    day = sv.idx // spd
+    starts = np.flatnonzero(np.r_[True, np.diff(day) != 0])
+    if starts.size < 3 or not s2 > 0:
+        return 1.0
+    sums = np.add.reduceat(rw, starts)
+    counts = np.diff(np.r_[starts, rw.size])
+    ratio = float(np.mean(sums * sums / counts) / s2)
+    return max(1.0, ratio)
+
+
+def _jackknife_variance(sv: _Solver, beta: Any, spd: int, groups: int) -> Any:
+    """Delete-a-group jackknife variance of β over groups of whole days.
+
+    With register rounding the fit leans on long runs of slots, and a transient it does not
+    model (a fault starting inside the window, too small to fit as a step) can move every
+    coefficient by more than the model's covariance says; refitting without each group of
+    days measures that.
+    """
+    day = sv.idx // spd
+    days = np.unique(day)
+    if days.size < groups:
+        return np.zeros_like(beta)
+    label = np.searchsorted(days, day) * groups // days.size
+    fits = []
+    for g in range(groups):
+        keep = sv.slot_ok.copy()
+        keep[sv.idx[label == g]] = False
+        sub = _Solver(sv.y, sv.e, sv.zz, sv.use, sv.fixed, keep, sv.ridge, sv.length)
+        sub.steps = list(sv.steps)
+        sub.set_kappa(sv.kappa)
+        xmat, yvec = sub.augmented(keep)
+        got = sub.solve(xmat, yvec)
+        if not np.isfinite(got[2]):
+            return np.full_like(beta, np.inf)
+        fits.append(got[0])
+    b = np.array(fits)
+    return (groups - 1) / groups * ((b - b.mean(axis=0)) ** 2).sum(axis=0)
+
+
+def merge_spans(values: ArrayLike, covers: ArrayLike) -> tuple[NDArray[np.float64],
+                                                                NDArray[np.float64]]:
+    """Join slots so that every row's value over each group is known.
+
+    A meter whose register reading at a slot end is missing has no value for the two slots
+    around it, but the difference of the readings either side gives their sum. Such a value
+    sits at the last slot of its span with ``covers`` = k (the slots it spans) and the slots
+    before it in the span have ``covers`` = 0. Every row is then summed over the groups that
+    the union of all spans forms; a row with an unknown slot (``covers`` ≥ 1, value NaN)
+    in a group is unknown for the group (the group is then dropped by the fit).
+
+    Args:
+        values: (rows, slots) energies, NaN unknown.
+        covers: (rows, slots) ints as above (1 for an ordinary slot).
+
+    Returns:
+        (rows, slots) the group sums at each group's last slot, NaN elsewhere; (slots,) the
+        group length at its last slot, 0 elsewhere (``slot_length`` of
+        :func:`fit_meter_errors`).
+
+    Raises:
+        ValueError: shapes that do not match.
+    """
+    v = as_float("values", values, 2)
+    c = np.asarray(covers)
+    if c.shape != v.shape:
+        raise ValueError(f"covers must have the shape {v.shape}, got {c.shape}")
+    _, t = v.shape
+    if t == 0:
+        return v.copy(), np.zeros(0)
+    link = np.zeros(t, dtype=bool)  # slot joined with the next one
+    rr, ends = np.nonzero(c > 1)
+    for r, b in zip(rr.tolist(), ends.tolist(), strict=True):
+        link[max(b - int(c[r, b]) + 1, 0) : b] = True
+    starts = np.flatnonzero(np.r_[True, ~link[:-1]])
+    last = np.r_[starts[1:] - 1, t - 1]
+    own = c >= 1
+    sums = np.add.reduceat(np.where(own & np.isfinite(v), v, 0.0), starts, axis=1)
+    unknown = np.add.reduceat((own & ~np.isfinite(v)).astype(np.int64), starts, axis=1)
+    sums[unknown > 0] = np.nan
+    merged = np.full(v.shape, np.nan)
+    merged[:, last] = sums
+    length = np.zeros(t)
+    length[last] = last - starts + 1
+    return merged, length
 
 
 def _flow_squared(e: Any, use: Any, fixed: Any, steps: list[tuple[int, int]],
-                  beta: Any) -> Any:
+                  beta: Any, length: Any) -> Any:
     """(Σ_i θ_i,t · E_i,t)² with each meter's fitted θ (per regime); light meters at θ = 1."""
     n_use = int(use.sum())
     theta = np.ones(e.shape[0])
@@ -332,7 +509,7 @@ def _flow_squared(e: Any, use: Any, fixed: Any, steps: list[tuple[int, int]],
         after = t >= s0
         flow[i, after] = np.where(np.isfinite(e[i, after]), e[i, after], 0.0) * beta[n_use + j]
     total = flow.sum(axis=0)
-    return np.ascontiguousarray(total * total)
+    return np.ascontiguousarray(total * total / np.maximum(length, 1.0))
 
 
 def fit_meter_errors(
@@ -343,6 +520,7 @@ def fit_meter_errors(
     fit_slots: ArrayLike | None = None,
     settings: FitSettings | None = None,
     slots_per_day: int = 96,
+    slot_length: ArrayLike | None = None,
 ) -> BalanceFit:
     """Estimate each customer meter's relative error ε from one area's balance.
 
@@ -375,6 +553,12 @@ def fit_meter_errors(
             reported on every complete slot.
         settings: fit settings.
         slots_per_day: slots per day (step candidates are day boundaries first).
+        slot_length: (slots,) how many slots each column's values cover (see
+            :func:`merge_spans`): 1 normally, k for values that span k slots (a gap bridged by
+            register differences), 0 for slots absorbed into a later value. The fixed loss
+            counts k times, the load-loss proxy is total² / k, and a spanning value continues
+            the run of consecutive slots, so the register-rounding model stays intact
+            across the gap.
 
     Returns:
         The fit; all-NaN estimates when there are too few usable slots.
@@ -391,7 +575,8 @@ def fit_meter_errors(
         [0.0, 0.0, 0.0]
     """
     cfg = settings or FitSettings()
-    y, e, zz, use, fixed, slot_ok, complete = _prepare(supply, customers, z, cfg, fit_slots)
+    y, e, zz, use, fixed, slot_ok, complete, length = _prepare(
+        supply, customers, z, cfg, fit_slots, slot_length)
     n, t = e.shape
     for i in np.flatnonzero(use):
         nz = np.flatnonzero(np.isfinite(e[i]) & (e[i] != 0.0))
@@ -410,31 +595,24 @@ def fit_meter_errors(
     kappa = 0.0
     n_days = np.unique(np.flatnonzero(slot_ok) // max(int(slots_per_day), 1)).size
     if n_obs >= cfg.min_slots_per_unknown * p and n_days >= cfg.min_days:
-        sv = _Solver(y, e, zz, use, fixed, slot_ok, cfg.ridge)
+        sv = _Solver(y, e, zz, use, fixed, slot_ok, cfg.ridge, length)
         xmat, yvec, sol = _select_kappa(sv, cfg)
         for _ in range(2 if z is None else 1):
-            while np.isfinite(sol[2]) and len(sv.steps) < cfg.max_steps:
-                found = _best_step(sv, xmat, sol, max(int(slots_per_day), 1), cfg)
-                if found is None:
-                    break
-                i, s0, z2 = found
-                sv.steps.append((i, s0))
-                step_z[i] = np.sqrt(z2)
-                xmat, yvec = sv.augmented(slot_ok)
-                sol = sv.solve(xmat, yvec)
-                if not np.isfinite(sol[2]):  # singular with the step: leave it out
-                    sv.steps.pop()
-                    step_z[i] = np.nan
-                    xmat, yvec = sv.augmented(slot_ok)
-                    sol = sv.solve(xmat, yvec)
+            xmat, yvec, sol = _fit_steps(sv, xmat, sol, max(int(slots_per_day), 1), cfg,
+                                         step_z)
             if z is None and np.isfinite(sol[2]):
                 # the load-loss proxy from what flowed (θ·E), not from what was registered:
                 # a meter reading 8 % fast would otherwise move z with its error
-                sv.zz = _flow_squared(e, use, fixed, sv.steps, sol[0])
+                sv.zz = _flow_squared(e, use, fixed, sv.steps, sol[0], length)
                 xmat, yvec = sv.augmented(slot_ok)
                 sol = sv.solve(xmat, yvec)
         beta, var, s2 = sol[0], sol[1], sol[2]
         kappa = sv.kappa
+        if np.isfinite(s2) and cfg.day_block_variance:
+            var = var * _day_block_inflation(sv, sol, max(int(slots_per_day), 1))
+        if np.isfinite(s2) and sv.kappa > 0.0 and cfg.jackknife_groups >= 3:
+            var = np.maximum(var, _jackknife_variance(sv, beta, max(int(slots_per_day), 1),
+                                                      cfg.jackknife_groups))
         if np.isfinite(s2):
             n_meter = beta.shape[0] - 2
             theta[use] = beta[:n_use]
@@ -537,6 +715,7 @@ def track_meter_errors(
     every: int = 96,
     z: ArrayLike | None = None,
     settings: FitSettings | None = None,
+    slot_length: ArrayLike | None = None,
 ) -> ErrorTrack:
     """Follow meter errors through time with recursive least squares and forgetting.
 
@@ -551,6 +730,7 @@ def track_meter_errors(
         every: keep the estimate after every ``every`` used slots (96: daily at 15 minutes).
         z: load-squared proxy (default (Σ E)²).
         settings: meter selection settings.
+        slot_length: slots each value covers, as for :func:`fit_meter_errors`.
 
     Returns:
         The path and the final uncertainty.
@@ -564,7 +744,8 @@ def track_meter_errors(
     if every <= 0:
         raise ValueError("every must be positive")
     cfg = settings or FitSettings()
-    y, e, zz, use, fixed, slot_ok, _ = _prepare(supply, customers, z, cfg)
+    y, e, zz, use, fixed, slot_ok, _, length = _prepare(supply, customers, z, cfg,
+                                                        slot_length=slot_length)
     n, _ = e.shape
     n_use = int(use.sum())
     p = n_use + 2
@@ -577,7 +758,7 @@ def track_meter_errors(
     if n_obs > p:
         xmat = np.empty((p, n_obs))
         yvec = np.empty(n_obs)
-        k._design(y, e, zz, use, fixed, slot_ok, xmat, yvec)
+        k._design(y, e, zz, length, use, fixed, slot_ok, xmat, yvec)
         theta0 = np.zeros(p)
         theta0[:n_use] = 1.0
         traj = np.full((n_out, p), np.nan)
@@ -620,6 +801,8 @@ class SuspectSettings:
     theft_min: float = 0.08
     wrong_area_theta: float = 0.5
     stop_min_slots: int = 96
+    day_block_variance: bool = True
+    jackknife_groups: int = 10
     ratio_min: float = 0.05
     step_min_change: float = 0.02
     midday: tuple[float, float] = (10 / 24, 15 / 24)

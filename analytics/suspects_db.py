@@ -42,6 +42,7 @@ from analytics.meter_error import (
     SuspectSettings,
     data_sufficiency,
     fit_meter_errors,
+    merge_spans,
     rank_suspects,
     track_meter_errors,
 )
@@ -67,6 +68,10 @@ class AreaSeries:
     numbers: list[str]
     ids: list[int]
     export_missing: NDArray[np.bool_]
+    #: slots each value covers (:func:`analytics.meter_error.merge_spans`); None: all 1
+    slot_length: NDArray[np.float64] | None = None
+    #: before joining: supply rows, their covers, customer rows, their covers
+    raw: tuple[Any, Any, Any, Any] | None = None
 
 
 def _active_mask(grid: Grid, spans: list[tuple[datetime | None, datetime | None]]
@@ -118,12 +123,14 @@ async def load_area(
     with_rev = await sv.has_reverse(conn, ids=[m.id for m in info], start=start, end=end)
     rows = {m.id: i for i, m in enumerate(info)}
     energy = np.full((len(info), grid.n_slots), np.nan)
+    covers = np.ones((len(info), grid.n_slots), dtype=np.int64)
     for iv in sorted(intervals):
         sub = [m for m in info if m.interval_min == iv]
         sub_grid = _grid(d_from, d_to, iv, settings.zone)
         sub_rows = {m.id: i for i, m in enumerate(sub)}
-        fwd_s, _ = await sv.interval_energy(conn, ids=[m.id for m in sub], start=start,
-                                            end=end, default_interval=settings.default_interval_min)
+        fwd_s, derived = await sv.interval_energy(
+            conn, ids=[m.id for m in sub], start=start, end=end,
+            default_interval=settings.default_interval_min)
         fwd, _ = _place(fwd_s, sub_rows, sub_grid)
         rev_ids = [m.id for m in sub if m.id in with_rev]
         if rev_ids:
@@ -137,6 +144,9 @@ async def load_area(
         agg = fwd.reshape(len(sub), grid.n_slots, k).sum(axis=2)  # NaN if any part missing
         for m in sub:
             energy[rows[m.id]] = agg[sub_rows[m.id]]
+        bridge = [m for m in sub if m.id in derived and m.id not in with_rev] if k == 1 else []
+        if bridge:
+            await _bridge_gaps(conn, grid, bridge, energy, covers, rows, start=start, end=end)
     for m in info:
         i = rows[m.id]
         life = list(spans[m.id])
@@ -148,13 +158,75 @@ async def load_area(
         energy[i] = np.where(active, energy[i] * _multiplier(grid, mults.get(m.id, [])), 0.0)
     sup = [m for m in info if m.role == "supply"]
     cus = [m for m in info if m.role != "supply"]
-    supply = np.sum([energy[rows[m.id]] for m in sup], axis=0)
-    customers = (np.array([energy[rows[m.id]] for m in cus]) if cus
-                 else np.zeros((0, grid.n_slots)))
+    s_rows = np.array([energy[rows[m.id]] for m in sup])
+    s_cov = np.array([covers[rows[m.id]] for m in sup])
+    c_rows = (np.array([energy[rows[m.id]] for m in cus]) if cus
+              else np.zeros((0, grid.n_slots)))
+    c_cov = (np.array([covers[rows[m.id]] for m in cus]) if cus
+             else np.ones((0, grid.n_slots), dtype=np.int64))
+    supply, customers, length = _joined(s_rows, s_cov, c_rows, c_cov)
     export_missing = np.array([m.bidirectional and m.id not in with_rev for m in cus],
                               dtype=bool)
     return AreaSeries(area, grid, supply, [m.number for m in sup], customers,
-                      [m.number for m in cus], [m.id for m in cus], export_missing)
+                      [m.number for m in cus], [m.id for m in cus], export_missing,
+                      length, (s_rows, s_cov, c_rows, c_cov))
+
+
+def _joined(s_rows: Any, s_cov: Any, c_rows: Any, c_cov: Any) -> tuple[Any, Any, Any]:
+    """Supply (summed over supply meters), customers and slot lengths after joining spans."""
+    merged, length = merge_spans(np.vstack([s_rows, c_rows]), np.vstack([s_cov, c_cov]))
+    n_s = s_rows.shape[0]
+    return merged[:n_s].sum(axis=0), merged[n_s:], length
+
+
+#: Longest gap (slots) that register differences bridge in the balance.
+MAX_BRIDGE = 8
+
+
+async def _bridge_gaps(conn: Any, grid: Grid, meters: list[Any], energy: Any, covers: Any,
+                       rows: dict[int, int], *, start: datetime, end: datetime) -> None:
+    """Fill gaps of register-derived meters with the register difference across them.
+
+    A register reading missing at a slot end leaves both slots around it without an interval
+    value, but the readings either side give their sum. That sum is put at the span's last
+    slot with ``covers`` = its length (the slots before it get ``covers`` = 0), for gaps of
+    at most ``MAX_BRIDGE`` slots; the balance then joins the same slots of every meter
+    (:func:`analytics.meter_error.merge_spans`). Only readings stamped on slot boundaries
+    count (a manual read at 00:07 is not a slot reading).
+    """
+    from storage import vee as sv
+
+    ids = [m.id for m in meters]
+    regs = await sv.register_readings(conn, ids=ids, start=start - timedelta(seconds=grid.step_s),
+                                      end=end)
+    if regs.meter_id.size == 0:
+        return
+    rel = (regs.epoch - grid.start.timestamp()) / grid.step_s
+    b = np.rint(rel).astype(np.int64)
+    on = (np.abs(rel - b) < 1e-6) & (b >= 0) & (b <= grid.n_slots)
+    roll = {m.id: m.rollover_kwh for m in meters}
+    for mid in ids:
+        sel = on & (regs.meter_id == mid)
+        if sel.sum() < 2:
+            continue
+        bb, val = b[sel], regs.value[sel]
+        order = np.argsort(bb, kind="stable")
+        bb, val = bb[order], val[order]
+        keep = np.r_[True, np.diff(bb) > 0]  # first delivery per boundary
+        bb, val = bb[keep], val[keep]
+        gap = np.flatnonzero((np.diff(bb) >= 2) & (np.diff(bb) <= MAX_BRIDGE))
+        i = rows[mid]
+        for g in gap.tolist():
+            b1, b2 = int(bb[g]), int(bb[g + 1])
+            slots = slice(b1, b2)  # slot s ends at boundary s + 1
+            if np.isfinite(energy[i, slots]).any():
+                continue
+            d = float(val[g + 1] - val[g])
+            if d < -roll[mid] / 2:
+                d += roll[mid]
+            energy[i, b2 - 1] = d
+            covers[i, b1 : b2 - 1] = 0
+            covers[i, b2 - 1] = b2 - b1
 
 
 def _day_part(grid: Grid, night: tuple[float, float]) -> NDArray[np.bool_]:
@@ -191,7 +263,7 @@ def rank_area(series: AreaSeries, *, fit_settings: FitSettings | None = None,
         return SuspectReport([])
     spd = series.grid.spd
     first = fit_meter_errors(series.supply, series.customers, settings=fit_settings,
-                             slots_per_day=spd)
+                             slots_per_day=spd, slot_length=series.slot_length)
     why = data_sufficiency(first, series.grid.n_slots, slots_per_day=spd,
                            settings=fit_settings)
     if why is not None:
@@ -242,17 +314,19 @@ def _rank_fitted(series: AreaSeries, *, fit_settings: FitSettings | None,
     cfg = settings
     spd = series.grid.spd
     fit = fit_meter_errors(series.supply, series.customers, settings=fit_settings,
-                           slots_per_day=spd)
+                           slots_per_day=spd, slot_length=series.slot_length)
     track = None
     if fit.in_fit.any():
         track = track_meter_errors(series.supply, series.customers, every=series.grid.spd,
-                                   settings=fit_settings)
+                                   settings=fit_settings, slot_length=series.slot_length)
     ranked = _rank(series, fit, track, cfg)
     is_night = _day_part(series.grid, night)
     f_n = fit_meter_errors(series.supply, series.customers, fit_slots=is_night,
-                           settings=fit_settings, slots_per_day=spd)
+                           settings=fit_settings, slots_per_day=spd,
+                           slot_length=series.slot_length)
     f_d = fit_meter_errors(series.supply, series.customers, fit_slots=~is_night,
-                           settings=fit_settings, slots_per_day=spd)
+                           settings=fit_settings, slots_per_day=spd,
+                           slot_length=series.slot_length)
     pv_z = _midday_z(series.grid, fit)
     if pv_z > cfg.significance:
         rows = []
@@ -271,21 +345,39 @@ def _rank_fitted(series: AreaSeries, *, fit_settings: FitSettings | None,
     with np.errstate(invalid="ignore"):
         diff = np.abs(f_n.error - f_d.error)
         z = diff / np.sqrt(f_n.uncertainty**2 + f_d.uncertainty**2)
-    split_i = np.flatnonzero((diff >= cfg.class_limit) & (z >= cfg.significance))
-    if split_i.size == 0:
+    cand = np.flatnonzero((diff >= cfg.class_limit) & (z >= cfg.significance))
+    if cand.size == 0:
         return ranked
-    # one all-slot fit in which those meters have a night and a day coefficient
+    # one all-slot fit in which the meters that need it have a night and a day coefficient;
+    # the strongest first, then each further one only if its parts still differ in that fit
+    # (a thief's night step otherwise makes its neighbours' separate night fits disagree too)
     e = series.customers
-    night_part = np.where(is_night[None, :], e[split_i], 0.0)
-    day_part = np.where(is_night[None, :], 0.0, e[split_i])
-    cust = e.copy()
-    cust[split_i] = night_part
-    aug = replace(series, customers=np.vstack([cust, day_part]),
-                  numbers=[*series.numbers, *(series.numbers[i] for i in split_i)],
-                  ids=[*series.ids, *(series.ids[i] for i in split_i)],
-                  export_missing=np.r_[series.export_missing, series.export_missing[split_i]])
-    f_s = fit_meter_errors(aug.supply, aug.customers, settings=fit_settings,
-                           slots_per_day=series.grid.spd)
+    cand = cand[np.argsort(-np.nan_to_num(z[cand], nan=0.0))]
+
+    def joint(split: list[int]) -> tuple[AreaSeries, Any]:
+        idx = np.array(split, dtype=np.int64)
+        cust = e.copy()
+        cust[idx] = np.where(is_night[None, :], e[idx], 0.0)
+        aug = replace(series, customers=np.vstack([cust, np.where(is_night[None, :], 0.0,
+                                                                  e[idx])]),
+                      numbers=[*series.numbers, *(series.numbers[i] for i in idx)],
+                      ids=[*series.ids, *(series.ids[i] for i in idx)],
+                      export_missing=np.r_[series.export_missing, series.export_missing[idx]])
+        return aug, fit_meter_errors(aug.supply, aug.customers, settings=fit_settings,
+                                     slots_per_day=spd, slot_length=series.slot_length)
+
+    split = [int(cand[0])]
+    aug, f_s = joint(split)
+    for i in cand[1:].tolist():
+        t_aug, t_fit = joint([*split, i])
+        k = e.shape[0] + len(split)
+        with np.errstate(invalid="ignore"):
+            d = abs(t_fit.error[i] - t_fit.error[k])
+            zz = d / np.hypot(t_fit.uncertainty[i], t_fit.uncertainty[k])
+        if d >= cfg.class_limit and zz >= cfg.significance:
+            split.append(i)
+            aug, f_s = t_aug, t_fit
+    split_i = np.array(split, dtype=np.int64)
     n = e.shape[0]
     by_row = _rank(aug, f_s, None, cfg).suspects
     parts: dict[str, list[Suspect]] = {}
@@ -362,7 +454,7 @@ async def compute_suspects(
     members = await sb.memberships(conn, start=start, end=end)
     ranked: dict[str, SuspectReport] = {}
     ids: dict[str, dict[str, int]] = {}
-    candidates: list[tuple[str, str, int, NDArray[np.float64]]] = []
+    candidates: list[tuple[str, str, int, tuple[Any, Any]]] = []
     for k, a in enumerate(areas):
         series = await load_area(conn, settings, area=a.id, d_from=d_from, d_to=d_to,
                                  members=members)
@@ -373,7 +465,10 @@ async def compute_suspects(
             for s in ranked[a.id].suspects:
                 if s.kind == "wrong_area" and s.score >= cfg.alert:
                     i = series.numbers.index(s.meter)
-                    candidates.append((a.id, s.meter, series.ids[i], series.customers[i]))
+                    raw = series.raw
+                    row = (raw[2][i], raw[3][i]) if raw is not None else (
+                        series.customers[i], np.ones(series.customers.shape[1], np.int64))
+                    candidates.append((a.id, s.meter, series.ids[i], row))
         if progress is not None:
             progress(k + 1, len(areas))
     if candidates and area is None:
@@ -398,7 +493,7 @@ async def compute_suspects(
 
 async def _place_wrong_area(
     conn: Any, settings: Any, *, areas: list[str], ranked: dict[str, SuspectReport],
-    candidates: list[tuple[str, str, int, NDArray[np.float64]]], d_from: date, d_to: date,
+    candidates: list[tuple[str, str, int, tuple[Any, Any]]], d_from: date, d_to: date,
     members: Any, fit_settings: FitSettings | None, cfg: SuspectSettings,
 ) -> None:
     """Look for the area each ``wrong_area`` meter really feeds from (户变关系 errors).
@@ -419,13 +514,22 @@ async def _place_wrong_area(
         if series is None or series.customers.shape[0] == 0:
             continue
         n = series.customers.shape[0]
-        aug = replace(series, customers=np.vstack([series.customers,
-                                                   *[c[3][None, :] for c in offered]]),
+        if series.raw is not None:
+            s_rows, s_cov, c_rows, c_cov = series.raw
+        else:
+            s_rows, s_cov = series.supply[None, :], np.ones((1, series.supply.size), np.int64)
+            c_rows, c_cov = series.customers, np.ones(series.customers.shape, np.int64)
+        c_rows = np.vstack([c_rows, *[c[3][0][None, :] for c in offered]])
+        c_cov = np.vstack([c_cov, *[c[3][1][None, :] for c in offered]])
+        supply, customers, length = _joined(s_rows, s_cov, c_rows, c_cov)
+        aug = replace(series, supply=supply, customers=customers, slot_length=length,
+                      raw=(s_rows, s_cov, c_rows, c_cov),
                       numbers=[*series.numbers, *(c[1] for c in offered)],
                       ids=[*series.ids, *(c[2] for c in offered)],
                       export_missing=np.concatenate([series.export_missing,
                                                      np.zeros(len(offered), dtype=bool)]))
-        fit = fit_meter_errors(aug.supply, aug.customers, settings=fit_settings)
+        fit = fit_meter_errors(aug.supply, aug.customers, settings=fit_settings,
+                               slots_per_day=series.grid.spd, slot_length=length)
         found = [j for j in range(len(offered))
                  if np.isfinite(fit.error[n + j]) and abs(fit.error[n + j]) <= 0.2
                  and fit.uncertainty[n + j] <= 0.1]
