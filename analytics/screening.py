@@ -72,6 +72,24 @@ class ReadScreen:
         return [name for i, name in enumerate(EVIDENCE) if bits >> i & 1]
 
 
+def _unwrap(r: NDArray[np.float64], span: float) -> NDArray[np.float64]:
+    """Reads with register rollovers undone (each drop of more than half the span adds it)."""
+    if r.size == 0:
+        return r
+    have = ~np.isnan(r)
+    last = np.maximum.accumulate(np.where(have, np.arange(r.shape[1]), 0), axis=1)
+    filled = np.take_along_axis(r, last, axis=1)
+    with np.errstate(invalid="ignore"):
+        drops = np.diff(filled, axis=1) < -span / 2.0
+    rows = np.flatnonzero(drops.any(axis=1))
+    if rows.size == 0:
+        return r
+    out = r.copy()
+    wraps = np.concatenate([np.zeros((rows.size, 1)), np.cumsum(drops[rows], axis=1)], axis=1)
+    out[rows] += wraps * span
+    return out
+
+
 def screen_manual_reads(
     reads: ArrayLike,
     *,
@@ -82,6 +100,7 @@ def screen_manual_reads(
     average_tol: float = 0.51,
     z_suspect: float = 3.0,
     z_error: float = 4.0,
+    rollover: float = 1_000_000.0,
     flag_at: float = 0.5,
 ) -> ReadScreen:
     """Score manual or forwarded register reads for 估抄, 漏抄 and 错抄.
@@ -114,6 +133,8 @@ def screen_manual_reads(
         z_suspect: residual, in the meter's scale, from which a read is set aside when its
             neighbours are judged (and, with a next read, counts as caught up).
         z_error: residual from which a slip of the pen that explains it makes a read 错抄.
+        rollover: register span: a read more than half of it below the previous one is the
+            register rolling over, not a step back (the reads are unwrapped first).
         flag_at: score at which a read counts as estimated / skipped / an error for readers.
 
     Returns:
@@ -123,7 +144,7 @@ def screen_manual_reads(
         TypeError: wrong dtypes.
         ValueError: wrong shapes.
     """
-    r = as_float("reads", reads, 2)
+    r = _unwrap(as_float("reads", reads, 2), rollover)
     n_m, n_k = r.shape
     if reference is None:
         ref = np.full(r.shape, np.nan)

@@ -119,3 +119,10 @@ def test_shapes_are_checked() -> None:
         screen_manual_reads(np.zeros((2, 3)), reference=np.zeros((2, 4)))
     with pytest.raises(ValueError):
         screen_manual_reads(np.zeros((2, 3)), readers=np.zeros((3, 3), dtype=np.int64))
+
+
+def test_a_register_rolling_over_is_not_a_finding() -> None:
+    r = _book(8, meters=3, days=30)
+    r[1] = np.floor(((999_900.0 + np.cumsum(np.full(30, 7.3))) % 1_000_000.0) * 100.0) / 100.0
+    s = screen_manual_reads(r)
+    assert max(s.estimated_score.max(), s.error_score.max(), s.skipped_score.max()) < 0.5
