@@ -45,6 +45,9 @@ W_PLUS_AVERAGE = 0.15  # previous + average increment, within the reader's round
 W_SAME_INCREMENT = 0.3
 W_CATCH_UP = 0.25  # off the line of its neighbours, and the next read is back on it
 W_CATCH_UP_STRONG = 0.35
+#: kWh within which an out-of-line read "equals" another meter's read of the cycle: what a
+#: household uses in the minutes between two reads of one round
+NEIGHBOUR_TOL = 0.3
 
 
 @njit(cache=True, nogil=True)
@@ -320,7 +323,7 @@ def _screen_reads(reads, reference, ref_tol, col_vals, col_rows, col_n, min_hist
                         err = 1.0
                         ev |= 1 << slip
                         explained = True
-                    elif _near_other(col_vals, col_rows, col_n, k, m, v, max(0.5, scale)):
+                    elif _near_other(col_vals, col_rows, col_n, k, m, v, NEIGHBOUR_TOL):
                         err = 0.95
                         ev |= 1 << EV_NEIGHBOUR
                         explained = True
