@@ -340,9 +340,10 @@ def _screen_reads(reads, reference, ref_tol, col_vals, col_rows, col_n, min_hist
             ref = reference[m, k]
             if not np.isnan(ref):
                 d = v - ref
-                if abs(d) <= ref_tol[m, k]:
+                if abs(d) <= ref_tol[m, k]:  # the read is what the meter showed
                     est = 0.0
                     err = 0.0
+                    scores[m, k, 1] = 0.0
                     ev |= 1 << EV_AMI_MATCH
                 else:
                     ev |= 1 << EV_AMI_MISMATCH
