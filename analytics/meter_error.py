@@ -120,6 +120,8 @@ class BalanceFit:
         error_before: ε before the step, NaN without one.
         step_z: score statistic (standard deviations) of each fitted step, NaN without one.
         quantisation_ratio: κ = s_q² / s_w² of the residual model (0: white residual).
+        extra_coef: coefficients of the ``extra`` regressors (NaN without a fit).
+        extra_unc: their standard deviations.
     """
 
     theta: NDArray[np.float64]
@@ -137,6 +139,8 @@ class BalanceFit:
     error_before: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     step_z: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     quantisation_ratio: float = 0.0
+    extra_coef: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    extra_unc: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
 
 def _prepare(
@@ -204,11 +208,13 @@ class _Solver:
         self.diag = np.ones(self.n_obs)
         self.kappa = 0.0
         self.steps: list[tuple[int, int]] = []  # (meter, first slot)
+        self.extra = np.zeros((0, e.shape[1]))  # unpenalised regressors after the meters
+        self.n_extra = 0
 
     def augmented(self, where: Any) -> tuple[Any, Any]:
         """Design (P, T') and target on the slots ``where``, with the step columns."""
         e, use, fixed = self.e, self.use, self.fixed
-        if self.steps:
+        if self.steps or self.n_extra:
             t = np.arange(e.shape[1])
             e = e.copy()
             extra = np.zeros((len(self.steps), e.shape[1]))
@@ -216,9 +222,10 @@ class _Solver:
                 after = t >= s0
                 extra[j] = np.where(after, e[i], 0.0)
                 e[i] = np.where(after, 0.0, e[i])
-            e = np.ascontiguousarray(np.vstack([e, extra]))
-            use = np.r_[use, np.ones(len(self.steps), dtype=np.bool_)]
-            fixed = np.r_[fixed, np.zeros(len(self.steps), dtype=np.bool_)]
+            e = np.ascontiguousarray(np.vstack([e, extra, self.extra]))
+            k_add = len(self.steps) + self.n_extra
+            use = np.r_[use, np.ones(k_add, dtype=np.bool_)]
+            fixed = np.r_[fixed, np.zeros(k_add, dtype=np.bool_)]
         p = int(use.sum()) + 2
         n = int(where.sum())
         xmat = np.empty((p, n))
@@ -246,7 +253,7 @@ class _Solver:
         yty = k._gram(xmat, yvec, xtx, xty)
         beta = np.empty(p)
         var = np.empty(p)
-        n_meter = p - 2
+        n_meter = p - 2 - self.n_extra  # extra regressors are not drawn towards 1
         s2 = k._ridge_solve(xtx, xty, yty, self.n_obs, n_meter, self.ridge, beta, var)
         return beta, var, s2, xmat, yvec
 
@@ -440,6 +447,7 @@ def _jackknife_variance(sv: _Solver, beta: Any, spd: int, groups: int) -> Any:
         keep[sv.idx[label == g]] = False
         sub = _Solver(sv.y, sv.e, sv.zz, sv.use, sv.fixed, keep, sv.ridge, sv.length)
         sub.steps = list(sv.steps)
+        sub.extra, sub.n_extra = sv.extra, sv.n_extra
         sub.set_kappa(sv.kappa)
         xmat, yvec = sub.augmented(keep)
         got = sub.solve(xmat, yvec)
@@ -521,6 +529,7 @@ def fit_meter_errors(
     settings: FitSettings | None = None,
     slots_per_day: int = 96,
     slot_length: ArrayLike | None = None,
+    extra: ArrayLike | None = None,
 ) -> BalanceFit:
     """Estimate each customer meter's relative error ε from one area's balance.
 
@@ -559,6 +568,9 @@ def fit_meter_errors(
             counts k times, the load-loss proxy is total² / k, and a spanning value continues
             the run of consecutive slots, so the register-rounding model stays intact
             across the gap.
+        extra: (K, slots) further regressors with free coefficients (no ridge), e.g. the
+            export that the area's bidirectional meters collect, which stands in for PV
+            export that no meter collects; their coefficients are in ``extra_coef``.
 
     Returns:
         The fit; all-NaN estimates when there are too few usable slots.
@@ -593,9 +605,16 @@ def fit_meter_errors(
     residual = np.full(t, np.nan)
     c = q = s = np.nan
     kappa = 0.0
+    n_x = 0 if extra is None else np.asarray(extra).shape[0]
+    extra_coef = np.full(n_x, np.nan)
+    extra_unc = np.full(n_x, np.nan)
     n_days = np.unique(np.flatnonzero(slot_ok) // max(int(slots_per_day), 1)).size
     if n_obs >= cfg.min_slots_per_unknown * p and n_days >= cfg.min_days:
         sv = _Solver(y, e, zz, use, fixed, slot_ok, cfg.ridge, length)
+        if extra is not None:
+            sv.extra = np.ascontiguousarray(np.nan_to_num(as_float("extra", extra, 2)))
+            same_shape("extra", sv.extra, (sv.extra.shape[0], t))
+            sv.n_extra = sv.extra.shape[0]
         xmat, yvec, sol = _select_kappa(sv, cfg)
         for _ in range(2 if z is None else 1):
             xmat, yvec, sol = _fit_steps(sv, xmat, sol, max(int(slots_per_day), 1), cfg,
@@ -623,6 +642,10 @@ def fit_meter_errors(
                 var_theta[i] = var[n_use + j]
                 step_slot[i] = s0
             c, q = float(beta[n_meter]), float(beta[n_meter + 1])
+            if sv.n_extra:
+                x0 = n_meter - sv.n_extra
+                extra_coef = beta[x0:n_meter].copy()
+                extra_unc = np.sqrt(var[x0:n_meter])
             # scale of the residual per slot: white part plus the rounding term
             s = float(np.sqrt(s2 * (1.0 + 2.0 * kappa)))
             xall, yall = sv.augmented(complete)
@@ -651,6 +674,8 @@ def fit_meter_errors(
         error_before=before,
         step_z=step_z,
         quantisation_ratio=kappa,
+        extra_coef=extra_coef,
+        extra_unc=extra_unc,
     )
 
 

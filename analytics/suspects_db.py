@@ -263,7 +263,8 @@ def rank_area(series: AreaSeries, *, fit_settings: FitSettings | None = None,
         return SuspectReport([])
     spd = series.grid.spd
     first = fit_meter_errors(series.supply, series.customers, settings=fit_settings,
-                             slots_per_day=spd, slot_length=series.slot_length)
+                             slots_per_day=spd, slot_length=series.slot_length,
+                             extra=_export(series))
     why = data_sufficiency(first, series.grid.n_slots, slots_per_day=spd,
                            settings=fit_settings)
     if why is not None:
@@ -313,8 +314,9 @@ def _rank_fitted(series: AreaSeries, *, fit_settings: FitSettings | None,
     """
     cfg = settings
     spd = series.grid.spd
+    export = _export(series)
     fit = fit_meter_errors(series.supply, series.customers, settings=fit_settings,
-                           slots_per_day=spd, slot_length=series.slot_length)
+                           slots_per_day=spd, slot_length=series.slot_length, extra=export)
     track = None
     if fit.in_fit.any():
         track = track_meter_errors(series.supply, series.customers, every=series.grid.spd,
@@ -323,10 +325,10 @@ def _rank_fitted(series: AreaSeries, *, fit_settings: FitSettings | None,
     is_night = _day_part(series.grid, night)
     f_n = fit_meter_errors(series.supply, series.customers, fit_slots=is_night,
                            settings=fit_settings, slots_per_day=spd,
-                           slot_length=series.slot_length)
+                           slot_length=series.slot_length, extra=export)
     f_d = fit_meter_errors(series.supply, series.customers, fit_slots=~is_night,
                            settings=fit_settings, slots_per_day=spd,
-                           slot_length=series.slot_length)
+                           slot_length=series.slot_length, extra=export)
     pv_z = _midday_z(series.grid, fit)
     if pv_z > cfg.significance:
         rows = []
@@ -364,7 +366,8 @@ def _rank_fitted(series: AreaSeries, *, fit_settings: FitSettings | None,
                       ids=[*series.ids, *(series.ids[i] for i in idx)],
                       export_missing=np.r_[series.export_missing, series.export_missing[idx]])
         return aug, fit_meter_errors(aug.supply, aug.customers, settings=fit_settings,
-                                     slots_per_day=spd, slot_length=series.slot_length)
+                                     slots_per_day=spd, slot_length=series.slot_length,
+                                     extra=export)
 
     split = [int(cand[0])]
     aug, f_s = joint(split)
@@ -400,6 +403,26 @@ def _rank_fitted(series: AreaSeries, *, fit_settings: FitSettings | None,
     rows.extend(s for s in ranked.suspects if s.kind == "supply_ratio")
     rows.sort(key=lambda s: (-s.score, -s.evidence.get("sigma", 0.0)))
     return SuspectReport(rows)
+
+
+def _export(series: AreaSeries) -> NDArray[np.float64] | None:
+    """The export the area's meters collect, Σ max(−E, 0), as an extra regressor, or None.
+
+    PV export that no meter collects (a PV customer archived as import-only) lowers the
+    supply in the same hours and in proportion to the sunshine that the collected export
+    follows. Without a term for it the balance would charge it to the θ of the meters that
+    do export (they alone move with the sun) and report them as thefts; with it, its
+    coefficient takes the uncollected share (negative when export is missing) and the
+    meters are judged on the rest.
+    """
+    e = series.customers
+    if e.size == 0:
+        return None
+    with np.errstate(invalid="ignore"):
+        out = np.where(np.isfinite(e) & (e < 0.0), -e, 0.0).sum(axis=0)
+    if not (out > 0).any():
+        return None
+    return out[None, :]
 
 
 def _midday_z(grid: Grid, fit: Any) -> float:
@@ -529,7 +552,8 @@ async def _place_wrong_area(
                       export_missing=np.concatenate([series.export_missing,
                                                      np.zeros(len(offered), dtype=bool)]))
         fit = fit_meter_errors(aug.supply, aug.customers, settings=fit_settings,
-                               slots_per_day=series.grid.spd, slot_length=length)
+                               slots_per_day=series.grid.spd, slot_length=length,
+                               extra=_export(series))
         found = [j for j in range(len(offered))
                  if np.isfinite(fit.error[n + j]) and abs(fit.error[n + j]) <= 0.2
                  and fit.uncertainty[n + j] <= 0.1]
