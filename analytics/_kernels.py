@@ -19,25 +19,42 @@ FASTMATH = False
 FASTMATH_FINITE = {"reassoc", "contract"}
 #: Flags for NaN-aware reductions: reassociation only, so ``v == v`` still tests for NaN.
 FASTMATH_SUM = {"reassoc"}
+#: Inlining of the helpers called in hot loops (numba IR level). Helpers take parent arrays
+#: and indices, never views: a view, or an array passed to a function that is not inlined,
+#: costs an atomic reference-count update, and the threads would share those counters.
+#: An inlined helper runs with its caller's fastmath flags.
+INLINE = "always"
 
 # ---------------------------------------------------------------------------------------------
 # Line loss
 # ---------------------------------------------------------------------------------------------
 
-#: Columns of the per-(area, period) accumulator filled by ``_line_loss_accumulate``.
-Q_SUPPLY = 0  # supply-side energy: supply meters' forward + customers' reverse
-Q_SALES = 1  # sales-side energy: customers' forward + supply meters' reverse
-Q_EST_SALES = 2  # the part of Q_SALES that comes from estimated register values
-Q_MISS_SUPPLY = 3  # supply-side terms missing (no value, actual or estimated)
-Q_MISS_SALES = 4  # sales-side terms missing
-Q_SUPPLY_NOT_ACTUAL = 5  # supply-meter terms that are missing or estimated
-Q_N_SUPPLY = 6  # supply-meter terms in the area (any value or none)
-Q_CUST_TOTAL = 7  # customer terms expected
-Q_CUST_PRESENT = 8  # customer terms present (actual or estimated)
-N_Q = 9
+#: Planes of the line-loss result ``res`` (N_O, A, P) float64 filled by the line-loss kernels.
+O_SUPPLY = 0  # supply kWh, NaN when a supply-side term is missing or there is no supply meter
+O_SALES = 1  # sales kWh, NaN when a sales-side term is missing
+O_LOSS = 2  # supply − sales
+O_RATE = 3  # loss rate, percent; NaN when not computable or supply is zero
+O_COVERAGE = 4  # customer terms present, percent
+O_SHARE = 5  # estimated share of sales, percent; NaN when sales are unknown
+N_O = 6
+
+#: Rows of the per-area threshold matrix ``thr`` (N_T, A) (``LossThresholds``).
+T_BAND_LO = 0
+T_BAND_HI = 1
+T_COVERAGE_MIN = 2
+T_ESTIMATED_MAX = 3
+T_LOW_ENERGY = 4
+N_T = 5
+
+#: State codes (the order of ``analytics.lineloss.STATES``).
+ST_QUALIFIED = 0
+ST_HIGH_LOSS = 1
+ST_NEGATIVE_LOSS = 2
+ST_NOT_COMPUTABLE = 3
+ST_LOW_ENERGY = 4
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
 def _wrapped_delta(start, end, modulus):
     """Register difference with rollover; NaN for a missing end or a register that went back.
 
@@ -78,73 +95,120 @@ def _term_energy(reg, m, p, modulus, ex_ptr, ex_period, ex_old_end, ex_new_start
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _check_meters(area, role, out):
-    """One pass over the meter metadata (serial: a parallel region costs more than it saves
-    on a busy two-core machine for 16 bytes a meter).
+    """One pass over the meter metadata (serial: only the unsorted path needs it).
 
     ``out`` (3,) int64 receives: the largest area index (−1 with no meters), 1 if ``area`` is
     not sorted (else 0), and the number of meters with a negative area or a role other than
     0/1.
     """
     n = area.shape[0]
-    block = 16384
-    n_b = (n + block - 1) // block
-    mx = np.full(n_b, -1, dtype=np.int64)
-    unsorted = np.zeros(n_b, dtype=np.int64)
-    bad = np.zeros(n_b, dtype=np.int64)
-    for b in range(n_b):
-        lo = b * block
-        hi = min(n, lo + block)
-        prev = area[lo - 1] if lo > 0 else area[lo]
-        m_x = -1
-        u = 0
-        c = 0
-        for m in range(lo, hi):
-            a = area[m]
-            r = role[m]
-            m_x = a if a > m_x else m_x
-            u += 1 if a < prev else 0
-            c += 1 if (a < 0 or (r != 0 and r != 1)) else 0
-            prev = a
-        mx[b] = m_x
-        unsorted[b] = u
-        bad[b] = c
-    out[0] = mx.max() if n_b > 0 else -1
-    out[1] = 1 if unsorted.sum() > 0 else 0
-    out[2] = bad.sum()
+    m_x = -1
+    u = 0
+    c = 0
+    prev = area[0] if n > 0 else 0
+    for m in range(n):
+        a = area[m]
+        r = role[m]
+        m_x = a if a > m_x else m_x
+        u += 1 if a < prev else 0
+        c += 1 if (a < 0 or (r != 0 and r != 1)) else 0
+        prev = a
+    out[0] = m_x
+    out[1] = 1 if u > 0 else 0
+    out[2] = c
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _segments(sorted_area, seg):
-    """seg[a] = first position of area ≥ a in ``sorted_area`` (binary search per area)."""
-    n = sorted_area.shape[0]
-    for a in range(seg.shape[0]):
-        lo = 0
-        hi = n
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if sorted_area[mid] < a:
-                lo = mid + 1
-            else:
-                hi = mid
-        seg[a] = lo
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _line_loss_block(
-    a_lo, a_hi, fwd, rev, fwd_est, rev_est, order, seg_ptr, role, multiplier, bidirectional,
-    modulus, ex_ptr, ex_period, ex_old_end, ex_new_start, ex_old_end_rev, ex_new_start_rev, acc,
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
+def _area_figures(
+    supply, sales, est_sales, miss_supply, miss_sales, not_actual, n_supply, cust_total,
+    cust_present, band_lo, band_hi, coverage_min, estimated_max, low_energy,
 ):
-    """Areas ``a_lo`` … ``a_hi − 1`` of ``_line_loss_accumulate`` (serial)."""
-    n_periods = fwd.shape[1] - 1
+    """An area-period's figures from its summed terms: supply, sales, loss, rate, coverage,
+    estimated share and state (scalars in and out, so inlining costs nothing).
+
+    States follow not_computable > low_energy > negative/high/qualified (DOMAIN.md).
+    """
+    total = float(cust_total)
+    coverage = 100.0 * float(cust_present) / max(total, 1.0) if total > 0 else 100.0
+    has_supply_meter = n_supply > 0
+    sup = supply if (miss_supply == 0 and has_supply_meter) else np.nan
+    sal = sales if miss_sales == 0 else np.nan
+    if np.isnan(sal):
+        share = np.nan
+    elif sal > 0:
+        share = 100.0 * est_sales / sal
+    elif est_sales > 0:
+        share = 100.0
+    else:
+        share = 0.0
+    loss = sup - sal
+    not_comp = (
+        not has_supply_meter
+        or not_actual > 0
+        or np.isnan(sup)
+        or np.isnan(sal)
+        or coverage < coverage_min
+        or share > estimated_max
+    )
+    rate = 100.0 * loss / sup if (not not_comp and sup != 0) else np.nan
+    if not_comp:
+        st = ST_NOT_COMPUTABLE
+    elif sup < low_energy:
+        st = ST_LOW_ENERGY
+    elif rate < band_lo:
+        st = ST_NEGATIVE_LOSS
+    elif rate > band_hi:
+        st = ST_HIGH_LOSS
+    else:
+        st = ST_QUALIFIED
+    return sup, sal, loss, rate, coverage, share, st
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _line_loss_areas(
+    a_lo, a_hi, m_lo, m_hi, area, fwd, rev, fwd_est, rev_est, role, multiplier,
+    bidirectional, modulus, ex_ptr, ex_period, ex_old_end, ex_new_start, ex_old_end_rev,
+    ex_new_start_rev, thr, res, state,
+):
+    """Line loss of areas ``a_lo`` … ``a_hi − 1`` from meter rows ``m_lo`` … ``m_hi − 1``
+    sorted by area (serial), written into ``res`` and ``state``.
+
+    The meters of area ``a`` are the run of rows whose ``area`` is ``a``; the order and the
+    roles are checked on the way. Supply, sales and estimated sales are summed in meter
+    order, forward term before reverse term. Each term is branch-free: a term that does not
+    apply adds exactly 0.0 (the sums start at +0.0 and every term is ≥ 0, so the result
+    equals skipping it). Register cells are addressed by one unsigned offset per meter
+    (``fwd``, ``rev`` and the masks share their shape). Everything runs in this function: a
+    helper taking these arrays would update their shared reference counts at every call.
+
+    Returns:
+        The number of meters that break the assumptions: a role other than 0/1, or a meter
+        left over because the rows are not sorted by area or an area lies outside
+        ``a_lo`` … ``a_hi − 1``. Anything but 0 means the results are to be discarded.
+    """
+    n_p = state.shape[1]
+    nb = n_p + 1
+    f1 = fwd.reshape(fwd.size)
+    r1 = rev.reshape(rev.size)
+    fe1 = fwd_est.reshape(fwd_est.size)
+    re1 = rev_est.reshape(rev_est.size)
     has_rev = rev.shape[0] > 0
     has_fe = fwd_est.shape[0] > 0
     has_re = rev_est.shape[0] > 0
-    has_order = order.shape[0] > 0
     has_ex = ex_ptr.shape[0] > 0
+    one = np.uint64(1)
+    bad = 0
+    i = max(m_lo, 0)  # max: the indices below are then provably ≥ 0
     for a in range(a_lo, a_hi):
-        lo = seg_ptr[a]
-        hi = seg_ptr[a + 1]
-        for p in range(n_periods):
+        j = i
+        while j < m_hi and area[j] == a:
+            r = role[j]
+            bad += 1 if (r != 0 and r != 1) else 0
+            j += 1
+        lo = i
+        hi = j
+        i = j
+        for p in range(n_p):
             supply = 0.0
             sales = 0.0
             est_sales = 0.0
@@ -154,9 +218,10 @@ def _line_loss_block(
             n_supply = 0
             cust_total = 0
             cust_present = 0
-            for kk in range(lo, hi):
-                m = order[kk] if has_order else kk
+            for m in range(lo, hi):
+                o = np.uint64(m * nb + p)  # cell (m, p); unsigned: no negative-index fix-up
                 sup = role[m] == 1
+                cust = not sup
                 mult = multiplier[m]
                 mod = modulus[m]
                 exchanged = has_ex and ex_ptr[m] < ex_ptr[m + 1]
@@ -164,93 +229,107 @@ def _line_loss_block(
                 if exchanged:
                     e = _term_energy(fwd, m, p, mod, ex_ptr, ex_period, ex_old_end, ex_new_start)
                 else:
-                    e = _wrapped_delta(fwd[m, p], fwd[m, p + 1], mod)
-                est = has_fe and (fwd_est[m, p] or fwd_est[m, p + 1])
-                ok = not np.isnan(e)
-                if sup:
-                    n_supply += 1
-                    not_actual += 0 if (ok and not est) else 1
-                    if ok:
-                        supply += e * mult
-                    else:
-                        miss_supply += 1
-                else:
-                    cust_total += 1
-                    if ok:
-                        cust_present += 1
-                        sales += e * mult
-                        if est:
-                            est_sales += e * mult
-                    else:
-                        miss_sales += 1
-                if not (has_rev and bidirectional[m]):
+                    e = _wrapped_delta(f1[o], f1[o + one], mod)
+                est = has_fe and (fe1[o] | fe1[o + one])
+                ok = e == e
+                w = e * mult if ok else 0.0
+                supply += w if sup else 0.0
+                sales += w if cust else 0.0
+                est_sales += w if (cust and est) else 0.0
+                miss_supply += 1 if (sup and not ok) else 0
+                miss_sales += 1 if (cust and not ok) else 0
+                not_actual += 1 if (sup and (est or not ok)) else 0
+                n_supply += 1 if sup else 0
+                cust_total += 1 if cust else 0
+                cust_present += 1 if (cust and ok) else 0
+                if not has_rev:
                     continue
-                # reverse term: sales side for a supply meter, supply side for a customer
+                # reverse term (bidirectional meters): sales side for a supply meter, supply
+                # side for a customer; computed for every meter and masked (no branch)
+                use = bidirectional[m]
                 if exchanged:
                     e = _term_energy(
                         rev, m, p, mod, ex_ptr, ex_period, ex_old_end_rev, ex_new_start_rev
                     )
                 else:
-                    e = _wrapped_delta(rev[m, p], rev[m, p + 1], mod)
-                est = has_re and (rev_est[m, p] or rev_est[m, p + 1])
-                ok = not np.isnan(e)
-                if sup:
-                    n_supply += 1
-                    not_actual += 0 if (ok and not est) else 1
-                    if ok:
-                        sales += e * mult
-                        if est:
-                            est_sales += e * mult
-                    else:
-                        miss_sales += 1
+                    e = _wrapped_delta(r1[o], r1[o + one], mod)
+                est = has_re and (re1[o] | re1[o + one])
+                ok = e == e
+                s_use = sup and use
+                c_use = cust and use
+                w = e * mult if (ok and use) else 0.0
+                sales += w if sup else 0.0
+                est_sales += w if (sup and est) else 0.0
+                supply += w if cust else 0.0
+                miss_sales += 1 if (s_use and not ok) else 0
+                miss_supply += 1 if (c_use and not ok) else 0
+                not_actual += 1 if (s_use and (est or not ok)) else 0
+                n_supply += 1 if s_use else 0
+                cust_total += 1 if c_use else 0
+                cust_present += 1 if (c_use and ok) else 0
+            fig = _area_figures(
+                supply, sales, est_sales, miss_supply, miss_sales, not_actual, n_supply,
+                cust_total, cust_present, thr[T_BAND_LO, a], thr[T_BAND_HI, a],
+                thr[T_COVERAGE_MIN, a], thr[T_ESTIMATED_MAX, a], thr[T_LOW_ENERGY, a],
+            )
+            res[O_SUPPLY, a, p] = fig[0]
+            res[O_SALES, a, p] = fig[1]
+            res[O_LOSS, a, p] = fig[2]
+            res[O_RATE, a, p] = fig[3]
+            res[O_COVERAGE, a, p] = fig[4]
+            res[O_SHARE, a, p] = fig[5]
+            state[a, p] = fig[6]
+    return bad + (m_hi - i)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _area_chunks(area, n_areas, bounds, a_bounds):
+    """Split meters sorted by area into ``len(bounds) − 1`` chunks that start at an area change.
+
+    ``bounds`` receives meter offsets, ``a_bounds`` the first area each chunk owns (chunk 0
+    from area 0, the last up to ``n_areas``), so every area belongs to exactly one chunk.
+    Sortedness is assumed here and verified by ``_line_loss_areas``; on any input the
+    offsets stay within 0 … M and the area bounds within 0 … ``n_areas``, non-decreasing.
+    """
+    n = area.shape[0]
+    n_ch = bounds.shape[0] - 1
+    bounds[0] = 0
+    a_bounds[0] = 0
+    for c in range(1, n_ch):
+        s = max(c * n // n_ch, bounds[c - 1])
+        if 0 < s < n:
+            v = area[s - 1]
+            lo = s
+            hi = n
+            while lo < hi:  # first position after s − 1 whose area is above v
+                mid = (lo + hi) // 2
+                if area[mid] <= v:
+                    lo = mid + 1
                 else:
-                    cust_total += 1
-                    if ok:
-                        cust_present += 1
-                        supply += e * mult
-                    else:
-                        miss_supply += 1
-            acc[a, p, Q_SUPPLY] = supply
-            acc[a, p, Q_SALES] = sales
-            acc[a, p, Q_EST_SALES] = est_sales
-            acc[a, p, Q_MISS_SUPPLY] = miss_supply
-            acc[a, p, Q_MISS_SALES] = miss_sales
-            acc[a, p, Q_SUPPLY_NOT_ACTUAL] = not_actual
-            acc[a, p, Q_N_SUPPLY] = n_supply
-            acc[a, p, Q_CUST_TOTAL] = cust_total
-            acc[a, p, Q_CUST_PRESENT] = cust_present
+                    hi = mid
+            s = lo
+        bounds[c] = s
+        a = area[s] if s < n else n_areas
+        a_bounds[c] = min(max(a, a_bounds[c - 1]), n_areas)
+    bounds[n_ch] = n
+    a_bounds[n_ch] = n_areas
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
-def _line_loss_accumulate(
-    fwd,
-    rev,
-    fwd_est,
-    rev_est,
-    order,
-    seg_ptr,
-    role,
-    multiplier,
-    bidirectional,
-    modulus,
-    ex_ptr,
-    ex_period,
-    ex_old_end,
-    ex_new_start,
-    ex_old_end_rev,
-    ex_new_start_rev,
-    acc,
+def _line_loss(
+    fwd, rev, fwd_est, rev_est, area, role, multiplier, bidirectional, modulus, ex_ptr,
+    ex_period, ex_old_end, ex_new_start, ex_old_end_rev, ex_new_start_rev, thr, res, state,
+    n_chunks,
 ):
-    """Sum each area's balance terms per period.
+    """Line loss of meters sorted by area, in one parallel pass that also checks the meters.
 
     Args:
         fwd: (M, P+1) forward registers at period boundaries, NaN missing.
         rev: (M, P+1) reverse registers, or (0, 0) when no meter is bidirectional.
         fwd_est: (M, P+1) bool, True where a forward value is an estimate, or (0, 0).
         rev_est: like ``fwd_est`` for ``rev``.
-        order: (M,) meter indices grouped by area, or (0,) when meters are already sorted by
-            area; ``seg_ptr`` (A+1) delimits each area.
-        role: (M,) 1 for the area's supply (summary) meters, 0 for customers.
+        area: (M,) area index of each meter, expected sorted (checked).
+        role: (M,) 1 for the area's supply (summary) meters, 0 for customers (checked).
         multiplier: (M,) CT × PT.
         bidirectional: (M,) bool, the meter has a reverse term.
         modulus: (M,) register span at which it rolls over to zero, 0 for none.
@@ -260,16 +339,28 @@ def _line_loss_accumulate(
         ex_new_start: the new meter's forward register at installation.
         ex_old_end_rev: as ``ex_old_end`` for the reverse register.
         ex_new_start_rev: as ``ex_new_start`` for the reverse register.
-        acc: (A, P, N_Q) output.
+        thr: (N_T, A) thresholds per area.
+        res: (N_O, A, P) float64 output.
+        state: (A, P) int8 output.
+        n_chunks: meter chunks to split the work into (a few per thread).
+
+    Returns:
+        0 when the meters were sorted by area with areas in 0 … A − 1 and roles 0/1 (the
+        outputs are then complete), else a positive number and the outputs are to be ignored.
     """
-    n_areas = seg_ptr.shape[0] - 1
-    block = 64
-    for b in prange((n_areas + block - 1) // block):
-        _line_loss_block(
-            b * block, min(n_areas, (b + 1) * block), fwd, rev, fwd_est, rev_est, order,
-            seg_ptr, role, multiplier, bidirectional, modulus, ex_ptr, ex_period, ex_old_end,
-            ex_new_start, ex_old_end_rev, ex_new_start_rev, acc,
+    n_ch = max(1, min(n_chunks, area.shape[0]))
+    bounds = np.empty(n_ch + 1, dtype=np.int64)
+    a_bounds = np.empty(n_ch + 1, dtype=np.int64)
+    _area_chunks(area, state.shape[0], bounds, a_bounds)
+    bad = 0
+    for c in prange(n_ch):
+        bad += _line_loss_areas(
+            a_bounds[c], a_bounds[c + 1], bounds[c], bounds[c + 1], area, fwd, rev, fwd_est,
+            rev_est, role, multiplier, bidirectional, modulus, ex_ptr, ex_period, ex_old_end,
+            ex_new_start, ex_old_end_rev, ex_new_start_rev, thr, res, state,
         )
+    return bad
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,9 +399,10 @@ C_RECEIVED = 3
 C_GAPS = 4
 C_GAP_MAX = 5
 C_ESTIMATED = 6
-N_C = 7
+C_MISSING = 7
+N_C = 8
 
-#: Positions in the ``params`` vector of ``_vee_intervals``.
+#: Positions in the ``params`` vector of ``_vee_validate``.
 P_SPIKE_RATIO = 0
 P_SPIKE_MIN = 1
 P_HIGH_FACTOR = 2
@@ -318,124 +410,270 @@ P_LOW_FACTOR = 3
 P_HISTORY_MIN = 4
 P_REG_ABS_TOL = 5
 P_REG_REL_TOL = 6
-N_P = 7
+P_TARIFF_TOL = 7
+P_CLOCK_TOL = 8
+P_TIME_RESET = 9
+N_P = 10
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH_SUM)
-def _day_stats(day):
-    """One day's values (1-D view): Σ received, received, non-zero, negative, highest.
+@njit(cache=True, nogil=True, fastmath=FASTMATH_SUM, inline=INLINE)
+def _day_scan(x3, m, d, big, sf3):
+    """One pass over day ``d`` of meter ``m`` (``x3`` (M, D, spd)): Σ received, received, and
+    the number of unusual values (≤ 0, or ≥ ``big``: zero, negative or spike candidates).
 
-    Branch-free so that it vectorises; ``v == v`` is the NaN test (no ``nnan`` flag). Taking
-    a 1-D view lets the loop index be provably non-negative (no wrap-around code).
+    When ``sf3`` (the slot mask as (M, D, spd)) is not empty, every slot of the day is written
+    with the gap bit where the value is missing: ``_vee_rows`` clears it outside the row's
+    first … last and adds the other bits. Branch-free so that it vectorises; ``v == v`` is
+    the NaN test (no ``nnan`` flag). Inlined: the caller's fastmath flags apply, and
+    ``_vee_rows`` allows reassociation for this sum.
     """
     s = 0.0
     n_recv = 0
+    n_odd = 0
+    if sf3.shape[0] > 0:
+        gap = np.uint8(1 << S_GAP)
+        zero = np.uint8(0)
+        for j in range(x3.shape[2]):
+            v = x3[m, d, j]
+            ok = v == v
+            s += v if ok else 0.0
+            n_recv += 1 if ok else 0
+            n_odd += 1 if (v <= 0.0 or v >= big) else 0
+            sf3[m, d, j] = zero if ok else gap
+    else:
+        for j in range(x3.shape[2]):
+            v = x3[m, d, j]
+            ok = v == v
+            s += v if ok else 0.0
+            n_recv += 1 if ok else 0
+            n_odd += 1 if (v <= 0.0 or v >= big) else 0
+    return s, n_recv, n_odd
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
+def _day_odd(x3, m, d, big):
+    """Day ``d`` of meter ``m``: non-zero, negative and ≥ ``big`` values (a day with unusual
+    values only)."""
     n_nz = 0
     n_neg = 0
-    for j in range(day.shape[0]):
-        v = day[j]
-        ok = v == v
-        s += v if ok else 0.0
-        n_recv += 1 if ok else 0
-        n_nz += 1 if (ok and v != 0.0) else 0
+    n_big = 0
+    for j in range(x3.shape[2]):
+        v = x3[m, d, j]
+        n_nz += 1 if (v == v and v != 0.0) else 0
         n_neg += 1 if v < 0.0 else 0
-    # a separate loop: mixed with the sums above the maximum stops vectorisation
-    mx = -np.inf
-    for j in range(day.shape[0]):
-        v = day[j]
-        mx = v if v > mx else mx
-    return s, n_recv, n_nz, n_neg, mx
+        n_big += 1 if v >= big else 0
+    return n_nz, n_neg, n_big
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _third_highest(x, m, base, spd):
-    """Third-highest received value of a day, and the slot of the highest."""
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
+def _third_highest(x3, m, d):
+    """Highest and third-highest received value of a day, and the highest's slot in the day."""
     t1 = -np.inf
     t2 = -np.inf
     t3 = -np.inf
     i1 = -1
-    for j in range(spd):
-        v = x[m, base + j]
+    for j in range(x3.shape[2]):
+        v = x3[m, d, j]
         if v > t1:
             t3 = t2
             t2 = t1
             t1 = v
-            i1 = base + j
+            i1 = j
         elif v > t2:
             t3 = t2
             t2 = v
         elif v > t3:
             t3 = v
-    return t3, i1
+    return t1, t3, i1
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _gap_scan(x, m, slot_flags, summ):
-    """First, last, gap runs and longest gap of a row with missing slots; flags gap slots.
-
-    Returns the number of missing slots between first and last.
-    """
-    row = x[m]
-    n_slots = row.shape[0]
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
+def _row_span(x, m):
+    """First and last slot of row ``m`` with a value (−1, −1 when there is none)."""
+    n = x.shape[1]
     first = 0
-    while first < n_slots and row[first] != row[first]:
+    while first < n and x[m, first] != x[m, first]:
         first += 1
-    if first == n_slots:
-        summ[m, C_FIRST] = -1
-        summ[m, C_LAST] = -1
-        summ[m, C_EXPECTED] = 0
-        summ[m, C_GAPS] = 0
-        summ[m, C_GAP_MAX] = 0
-        return 0
-    last = n_slots - 1
-    while row[last] != row[last]:
+    if first == n:
+        return -1, -1
+    last = n - 1
+    while x[m, last] != x[m, last]:
         last -= 1
-    # counts by comparing neighbours (vectorises); runs only when there are several gaps
-    n_gap = 0
+    return first, last
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
+def _gap_runs(x, m, first, last, n_gap):
+    """Runs of missing slots between ``first`` and ``last`` of row ``m``, and the longest.
+
+    ``n_gap`` is the number of missing slots in between. One missing slot is one run; more
+    are found by one scan that stops after the last of them.
+    """
+    if n_gap <= 1:
+        return n_gap, n_gap
     gaps = 0
-    inner = row[first : last + 1]
-    for s in range(1, inner.shape[0]):
-        v = inner[s]
-        u = inner[s - 1]
-        miss = v != v
-        n_gap += 1 if miss else 0
-        gaps += 1 if (miss and u == u) else 0
-    gap_max = n_gap
-    if gaps > 1:
-        run = 0
-        gap_max = 0
-        for s in range(inner.shape[0]):
-            v = inner[s]
-            run = run + 1 if v != v else 0
+    gap_max = 0
+    run = 0
+    seen = 0
+    for s in range(first, last + 1):
+        v = x[m, s]
+        if v != v:
+            run += 1
+            seen += 1
+        elif run > 0:
+            gaps += 1
             gap_max = run if run > gap_max else gap_max
-    if n_gap > 0 and slot_flags.shape[0] > 0:
-        flags = slot_flags[m]
-        for s in range(first, last + 1):
-            if row[s] != row[s]:
-                flags[s] |= np.uint8(1 << S_GAP)
-    summ[m, C_FIRST] = first
-    summ[m, C_LAST] = last
-    summ[m, C_EXPECTED] = last - first + 1
-    summ[m, C_GAPS] = gaps
-    summ[m, C_GAP_MAX] = gap_max
-    return n_gap
+            run = 0
+            if seen == n_gap:
+                break
+    return gaps, gap_max
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _vee_interval_rows(
-    x, lo, hi, spd, reg, modulus, outage, history, removed_slot, estimated, params, counts,
-    summ, slot_flags, day_flags,
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
+def _slot_flags_fix(x, m, first, last, removed, n_neg, flags):
+    """Complete row ``m`` of the slot mask written by ``_day_scan``: no gap bit before
+    ``first`` or after ``last`` (the row's first and last values, −1 for none), the negative
+    bit where ``n_neg`` > 0, the read-after-removal bit from slot ``removed`` (−1: none)."""
+    n = x.shape[1]
+    zero = np.uint8(0)
+    lead = first if first >= 0 else n
+    for s in range(lead):
+        flags[m, s] = zero
+    if first >= 0:
+        for s in range(last + 1, n):
+            flags[m, s] = zero
+    if n_neg > 0:
+        neg = np.uint8(1 << S_NEGATIVE)
+        for s in range(n):
+            if x[m, s] < 0.0:
+                flags[m, s] |= neg
+    if removed >= 0:
+        rar = np.uint8(1 << S_READ_AFTER_REMOVAL)
+        for s in range(removed, n):
+            if x[m, s] == x[m, s]:
+                flags[m, s] |= rar
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
+def _count_present_from(x, m, lo):
+    """Values of row ``m`` at slot ``lo`` or later that are not NaN."""
+    n = 0
+    for s in range(x.shape[1]):
+        v = x[m, s]
+        n += 1 if (s >= lo and v == v) else 0
+    return n
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
+def _any_true(mask, m, lo, hi):
+    """Whether row ``m`` of a bool mask holds a True in ``lo`` … ``hi − 1``."""
+    for s in range(lo, hi):
+        if mask[m, s]:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
+def _count_true(mask, m):
+    """True entries of row ``m`` of a bool mask."""
+    n = 0
+    for s in range(mask.shape[1]):
+        n += 1 if mask[m, s] else 0
+    return n
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
+def _register_rules(reg, modulus, mult_obs, m, counts, day_flags):
+    """Register rules of meter ``m`` per period: negative consumption, rollover, multiplier
+    change (``mult_obs`` (M, P) multiplier in force, or (0, 0))."""
+    n_p = reg.shape[1] - 1
+    has_m = mult_obs.shape[0] > 0
+    mod = modulus[m]
+    for p in range(n_p):
+        a = reg[m, p]
+        b = reg[m, p + 1]
+        if not (np.isnan(a) or np.isnan(b)) and b < a:
+            if mod > 0.0 and a - b > 0.5 * mod:
+                counts[m, R_ROLLOVER] += 1
+                day_flags[m, p] |= np.uint16(1 << R_ROLLOVER)
+            else:
+                counts[m, R_NEGATIVE] += 1
+                day_flags[m, p] |= np.uint16(1 << R_NEGATIVE)
+        if has_m and p > 0:
+            u = mult_obs[m, p - 1]
+            w = mult_obs[m, p]
+            if not (np.isnan(u) or np.isnan(w)) and u != w:
+                counts[m, R_MULTIPLIER_CHANGE] += 1
+                day_flags[m, p] |= np.uint16(1 << R_MULTIPLIER_CHANGE)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
+def _tariff_rule(reg, tariffs, tol, m, counts, day_flags):
+    """示值不平 of meter ``m``: total register vs Σ tariff registers (``tariffs`` (M, T, P+1))
+    at every boundary; a boundary with any value missing is skipped."""
+    n_p = reg.shape[1] - 1
+    for p in range(n_p + 1):
+        tot = reg[m, p]
+        if np.isnan(tot):
+            continue
+        s = 0.0
+        ok = True
+        for t in range(tariffs.shape[1]):
+            v = tariffs[m, t, p]
+            if np.isnan(v):
+                ok = False
+                break
+            s += v
+        if ok and abs(tot - s) > tol:
+            counts[m, R_TOTAL_VS_TARIFFS] += 1
+            if p < n_p:
+                day_flags[m, p] |= np.uint16(1 << R_TOTAL_VS_TARIFFS)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
+def _clock_rules(clock, tolerance_s, reset_s, m, counts):
+    """Clock rules over meter ``m``'s clock checks (seconds meter − master, NaN none).
+
+    ``clock_tolerance`` counts checks beyond ``tolerance_s``; ``time_reset`` counts steps
+    between consecutive checks larger than ``reset_s`` (the clock was set or jumped).
+    """
+    prev = np.nan
+    for k in range(clock.shape[1]):
+        v = clock[m, k]
+        if np.isnan(v):
+            continue
+        if abs(v) > tolerance_s:
+            counts[m, R_CLOCK_TOLERANCE] += 1
+        if not np.isnan(prev) and abs(v - prev) > reset_s:
+            counts[m, R_TIME_RESET] += 1
+        prev = v
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_SUM)
+def _vee_rows(
+    lo, hi, x, x3, reg, modulus, outage, history, removed_slot, estimated, duplicates,
+    tariffs, mult_obs, clock, params, counts, summ, slot_flags, sf3, day_flags,
 ):
-    """Validate interval rows ``lo`` … ``hi − 1`` (see ``_vee_intervals``).
+    """Validate rows ``lo`` … ``hi − 1`` (see ``_vee_validate``).
 
-    One call handles a block of rows: passing fifteen arrays costs more than a row's work.
+    One call handles a block of rows: passing the arrays costs more than a row's work. Every
+    output element of these rows is written (the caller allocates them uninitialised).
+
+    Reassociation (``FASTMATH_SUM``) is for the day sums of ``_day_scan``, inlined here; the
+    other float expressions of the rules have no chain of additions or products to reorder,
+    and NaN tests are kept, so they compute exactly as without the flag.
     """
     n_slots = x.shape[1]
-    n_days = n_slots // spd
+    n_days = x3.shape[1]
+    spd = x3.shape[2]
     has_reg = reg.shape[0] > 0
     has_out = outage.shape[0] > 0
     has_hist = history.shape[0] > 0
     hist_by_day = history.shape[1] > 1
+    has_est = estimated.shape[0] > 0
+    has_dup = duplicates.shape[0] > 0
+    has_t = tariffs.shape[0] > 0
+    has_clk = clock.shape[0] > 0
     has_sf = slot_flags.shape[0] > 0
     spike_ratio = params[P_SPIKE_RATIO]
     spike_min = params[P_SPIKE_MIN]
@@ -446,185 +684,129 @@ def _vee_interval_rows(
     reg_rel = params[P_REG_REL_TOL]
 
     for m in range(lo, hi):
+        for r in range(N_RULES):
+            counts[m, r] = 0
         received = 0
         n_neg = 0
         for d in range(n_days):
-            base = d * spd
-            day_sum, n_recv, n_nz, n_neg_d, mx = _day_stats(x[m, base : base + spd])
+            day_sum, n_recv, n_odd = _day_scan(x3, m, d, spike_min, sf3)
             received += n_recv
-            n_neg += n_neg_d
-            if n_recv == 0:
-                continue
-            if n_nz == 0:
-                any_out = False
-                if has_out:
-                    for j in range(base, base + spd):
-                        if outage[m, j]:
-                            any_out = True
-                            break
-                if any_out:
-                    counts[m, R_ZERO_OUTAGE] += 1
-                    day_flags[m, d] |= np.uint16(1 << R_ZERO_OUTAGE)
-                else:
-                    counts[m, R_ZERO] += 1
-                    day_flags[m, d] |= np.uint16(1 << R_ZERO)
-            if n_recv >= 3 and mx >= spike_min:
-                t3, i1 = _third_highest(x, m, base, spd)
-                if mx > spike_ratio * t3:
-                    counts[m, R_SPIKE] += 1
-                    day_flags[m, d] |= np.uint16(1 << R_SPIKE)
-                    if has_sf:
-                        slot_flags[m, i1] |= np.uint8(1 << S_SPIKE)
-            if n_recv == spd:
-                if has_hist:
-                    ref = history[m, d] if hist_by_day else history[m, 0]
-                    if ref >= hist_min:
-                        if day_sum > high_f * ref:
-                            counts[m, R_HIGH] += 1
-                            day_flags[m, d] |= np.uint16(1 << R_HIGH)
-                        elif n_nz > 0 and day_sum < low_f * ref:
-                            counts[m, R_LOW] += 1
-                            day_flags[m, d] |= np.uint16(1 << R_LOW)
-                if has_reg:
-                    delta = _wrapped_delta(reg[m, d], reg[m, d + 1], modulus[m])
-                    tol = reg_abs + reg_rel * abs(delta)
-                    if not np.isnan(delta) and abs(delta - day_sum) > tol:
-                        counts[m, R_REG_VS_INT] += 1
-                        day_flags[m, d] |= np.uint16(1 << R_REG_VS_INT)
+            n_nz = n_recv
+            n_big = 0
+            if n_odd > 0:
+                n_nz, n_neg_d, n_big = _day_odd(x3, m, d, spike_min)
+                n_neg += n_neg_d
+            bits = 0
+            if n_recv > 0:
+                if n_nz == 0:
+                    if has_out and _any_true(outage, m, d * spd, (d + 1) * spd):
+                        counts[m, R_ZERO_OUTAGE] += 1
+                        bits |= 1 << R_ZERO_OUTAGE
+                    else:
+                        counts[m, R_ZERO] += 1
+                        bits |= 1 << R_ZERO
+                if n_recv >= 3 and n_big > 0:  # the highest value reaches spike_min
+                    t1, t3, i1 = _third_highest(x3, m, d)
+                    if t1 > spike_ratio * t3:
+                        counts[m, R_SPIKE] += 1
+                        bits |= 1 << R_SPIKE
+                        if has_sf:
+                            sf3[m, d, i1] |= np.uint8(1 << S_SPIKE)
+                if n_recv == spd:
+                    if has_hist:
+                        ref = history[m, d] if hist_by_day else history[m, 0]
+                        if ref >= hist_min:
+                            if day_sum > high_f * ref:
+                                counts[m, R_HIGH] += 1
+                                bits |= 1 << R_HIGH
+                            elif n_nz > 0 and day_sum < low_f * ref:
+                                counts[m, R_LOW] += 1
+                                bits |= 1 << R_LOW
+                    if has_reg:
+                        delta = _wrapped_delta(reg[m, d], reg[m, d + 1], modulus[m])
+                        tol = reg_abs + reg_rel * abs(delta)
+                        if not np.isnan(delta) and abs(delta - day_sum) > tol:
+                            counts[m, R_REG_VS_INT] += 1
+                            bits |= 1 << R_REG_VS_INT
+            day_flags[m, d] = np.uint16(bits)
+        first = 0
+        last = n_slots - 1
+        if received < n_slots:
+            first, last = _row_span(x, m)
+        removed = removed_slot[m]
+        if has_sf and (received < n_slots or n_neg > 0 or removed >= 0):
+            _slot_flags_fix(x, m, first, last, removed, n_neg, slot_flags)
+        if has_reg:
+            _register_rules(reg, modulus, mult_obs, m, counts, day_flags)
+            if has_t:
+                _tariff_rule(reg, tariffs, params[P_TARIFF_TOL], m, counts, day_flags)
+        if has_clk:
+            _clock_rules(clock, params[P_CLOCK_TOL], params[P_TIME_RESET], m, counts)
+        counts[m, R_NEGATIVE] += n_neg
+        if has_dup:
+            counts[m, R_DUPLICATE] = duplicates[m]
+        if removed >= 0:
+            counts[m, R_READ_AFTER_REMOVAL] = _count_present_from(x, m, removed)
         summ[m, C_RECEIVED] = received
-        if received == n_slots:  # complete row: no gap to look for
-            summ[m, C_FIRST] = 0
-            summ[m, C_LAST] = n_slots - 1
-            summ[m, C_EXPECTED] = n_slots
+        summ[m, C_ESTIMATED] = _count_true(estimated, m) if has_est else 0
+        if first < 0:
+            summ[m, C_FIRST] = -1
+            summ[m, C_LAST] = -1
+            summ[m, C_EXPECTED] = 0
             summ[m, C_GAPS] = 0
             summ[m, C_GAP_MAX] = 0
-        else:
-            counts[m, R_GAP] += _gap_scan(x, m, slot_flags, summ)
-        if n_neg > 0:
-            counts[m, R_NEGATIVE] += n_neg
-            if has_sf:
-                for s in range(n_slots):
-                    if x[m, s] < 0.0:
-                        slot_flags[m, s] |= np.uint8(1 << S_NEGATIVE)
-        removed = removed_slot[m]
-        if removed >= 0:
-            n_after = 0
-            for s in range(max(removed, 0), n_slots):
-                if not np.isnan(x[m, s]):
-                    n_after += 1
-                    if has_sf:
-                        slot_flags[m, s] |= np.uint8(1 << S_READ_AFTER_REMOVAL)
-            counts[m, R_READ_AFTER_REMOVAL] += n_after
-        if estimated.shape[0] > 0:
-            n_est = 0
-            for s in range(n_slots):
-                if estimated[m, s]:
-                    n_est += 1
-            summ[m, C_ESTIMATED] = n_est
+            summ[m, C_MISSING] = 0
+            continue
+        expected = last - first + 1
+        n_gap = expected - received
+        gaps, gap_max = _gap_runs(x, m, first, last, n_gap)
+        summ[m, C_FIRST] = first
+        summ[m, C_LAST] = last
+        summ[m, C_EXPECTED] = expected
+        summ[m, C_MISSING] = n_gap
+        summ[m, C_GAPS] = gaps
+        summ[m, C_GAP_MAX] = gap_max
+        counts[m, R_GAP] = n_gap
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
-def _vee_intervals(
-    x, spd, reg, modulus, outage, history, removed_slot, estimated, params, counts, summ,
-    slot_flags, day_flags,
+def _vee_validate(
+    x, x3, reg, modulus, outage, history, removed_slot, estimated, duplicates, tariffs,
+    mult_obs, clock, params, counts, summ, slot_flags, sf3, day_flags,
 ):
-    """Validate interval rows: completeness, slot rules and daily rules.
+    """Validate meters in one parallel pass: completeness, slot, daily, register and clock
+    rules.
 
     Args:
-        x: (M, S) interval energy, NaN missing; S a whole number of days of ``spd`` slots.
-        spd: slots per day.
+        x: (M, S) interval energy, NaN missing; S a whole number of days.
+        x3: the same array as (M, D, spd): days of ``spd`` slots.
         reg: (M, D+1) energy register at day boundaries, or (0, 0).
         modulus: (M,) register rollover span, 0 for none.
         outage: (M, S) bool supply outage, or (0, 0).
         history: (M, 1) or (M, D) expected daily energy, NaN unknown, or (0, 0).
         removed_slot: (M,) first slot after the meter's removal, -1 if installed.
         estimated: (M, S) bool, slots holding an estimate, or (0, 0).
+        duplicates: (M,) slots that received different values, or (0,).
+        tariffs: (M, T, D+1) tariff registers at the same instants as ``reg``, or (0, 0, 0).
+        mult_obs: (M, D) multiplier in force per day (NaN unknown), or (0, 0).
+        clock: (M, K) clock offset at each clock check, NaN none, or (0, 0).
         params: float parameters (``P_*``).
-        counts: (M, N_RULES) int32 output (added to).
+        counts: (M, N_RULES) int32 output.
         summ: (M, N_C) int32 output.
         slot_flags: (M, S) uint8 output (bits ``S_*``), or (0, 0) to skip.
-        day_flags: (M, D) uint16 output (bit per daily rule).
+        sf3: the same array as (M, D, spd), or (0, 0, 0).
+        day_flags: (M, D) uint16 output (bit per daily and register rule).
+
+    Every element of the outputs is written.
     """
     n = x.shape[0]
-    block = 256
+    block = 1024
     for b in prange((n + block - 1) // block):
-        _vee_interval_rows(
-            x, b * block, min(n, (b + 1) * block), spd, reg, modulus, outage, history,
-            removed_slot, estimated, params, counts, summ, slot_flags, day_flags,
+        _vee_rows(
+            b * block, min(n, (b + 1) * block), x, x3, reg, modulus, outage, history,
+            removed_slot, estimated, duplicates, tariffs, mult_obs, clock, params, counts,
+            summ, slot_flags, sf3, day_flags,
         )
-
-
-@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
-def _vee_registers(reg, modulus, tariffs, tariff_tol, mult_obs, counts, day_flags):
-    """Register rules per period: negative consumption, rollover, 示值不平, multiplier change.
-
-    Args:
-        reg: (M, P+1) total energy register at period boundaries, NaN missing.
-        modulus: (M,) rollover span, 0 for none.
-        tariffs: (M, T, P+1) tariff registers at the same instants, or (0, 0, 0).
-        tariff_tol: allowed |total − Σ tariffs| in register units.
-        mult_obs: (M, P) multiplier in force per period (NaN unknown), or (0, 0).
-        counts: (M, N_RULES) int32 output (added to).
-        day_flags: (M, P) uint16 output.
-    """
-    n_p = reg.shape[1] - 1
-    has_t = tariffs.shape[0] > 0
-    has_m = mult_obs.shape[0] > 0
-    for m in prange(reg.shape[0]):
-        mod = modulus[m]
-        for p in range(n_p):
-            a = reg[m, p]
-            b = reg[m, p + 1]
-            if not (np.isnan(a) or np.isnan(b)) and b < a:
-                if mod > 0.0 and a - b > 0.5 * mod:
-                    counts[m, R_ROLLOVER] += 1
-                    day_flags[m, p] |= np.uint16(1 << R_ROLLOVER)
-                else:
-                    counts[m, R_NEGATIVE] += 1
-                    day_flags[m, p] |= np.uint16(1 << R_NEGATIVE)
-            if has_m and p > 0:
-                u = mult_obs[m, p - 1]
-                w = mult_obs[m, p]
-                if not (np.isnan(u) or np.isnan(w)) and u != w:
-                    counts[m, R_MULTIPLIER_CHANGE] += 1
-                    day_flags[m, p] |= np.uint16(1 << R_MULTIPLIER_CHANGE)
-        if has_t:
-            for p in range(n_p + 1):
-                tot = reg[m, p]
-                if np.isnan(tot):
-                    continue
-                s = 0.0
-                ok = True
-                for t in range(tariffs.shape[1]):
-                    v = tariffs[m, t, p]
-                    if np.isnan(v):
-                        ok = False
-                        break
-                    s += v
-                if ok and abs(tot - s) > tariff_tol:
-                    counts[m, R_TOTAL_VS_TARIFFS] += 1
-                    if p < n_p:
-                        day_flags[m, p] |= np.uint16(1 << R_TOTAL_VS_TARIFFS)
-
-
-@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
-def _vee_clock(offset_s, tolerance_s, reset_s, counts):
-    """Clock rules over each meter's sequence of clock checks (seconds meter − master, NaN none).
-
-    ``clock_tolerance`` counts checks beyond ``tolerance_s``; ``time_reset`` counts steps
-    between consecutive checks larger than ``reset_s`` (the clock was set or jumped).
-    """
-    for m in prange(offset_s.shape[0]):
-        prev = np.nan
-        for k in range(offset_s.shape[1]):
-            v = offset_s[m, k]
-            if np.isnan(v):
-                continue
-            if abs(v) > tolerance_s:
-                counts[m, R_CLOCK_TOLERANCE] += 1
-            if not np.isnan(prev) and abs(v - prev) > reset_s:
-                counts[m, R_TIME_RESET] += 1
-            prev = v
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)

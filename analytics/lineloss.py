@@ -23,9 +23,10 @@ supply in percent, unrounded.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -305,7 +306,12 @@ def meter_energy(
 
 
 def _per_area(name: str, value: Any, n_areas: int) -> NDArray[np.float64]:
-    return per_meter(f"thresholds.{name}", value, n_areas, np.float64, 0.0)[:, None]
+    arr = np.asarray(value if value is not None else 0.0, dtype=np.float64)
+    if arr.ndim and arr.shape != (n_areas,):
+        raise ValueError(
+            f"thresholds.{name} must be a scalar or have shape ({n_areas},), got {arr.shape}"
+        )
+    return arr
 
 
 def line_loss(
@@ -370,14 +376,6 @@ def line_loss(
     same_shape("area", area_i, (n_m,))
     role_i = as_int("role", role, 1)
     same_shape("role", role_i, (n_m,))
-    chk = np.zeros(3, dtype=np.int64)
-    k._check_meters(area_i, role_i, chk)
-    a_max, unsorted, bad = (int(v) for v in chk)
-    n_a = a_max + 1 if n_areas is None else int(n_areas)
-    if bad or a_max >= n_a:
-        if n_m and (area_i.min() < 0 or a_max >= n_a):
-            raise ValueError(f"area indices must be in 0 … {n_a - 1} (n_areas={n_a})")
-        raise ValueError("role must hold ROLE_SUPPLY (1) or ROLE_CUSTOMER (0) only")
     mult = per_meter("multiplier", multiplier, n_m, np.float64, 1.0)
     bidi = per_meter("bidirectional", bidirectional, n_m, np.bool_, False)
     mod = per_meter("rollover", rollover, n_m, np.float64, 0.0)
@@ -396,58 +394,93 @@ def line_loss(
     if reverse_estimated is not None and rev.shape[0]:
         re_ = as_bool("reverse_estimated", reverse_estimated, 2)
         same_shape("reverse_estimated", re_, fwd.shape)
-    ptr, per, oe, ns, oer, nsr = _exchange_arrays(exchanges, n_m, n_p)
+    ex = _exchange_arrays(exchanges, n_m, n_p)
 
-    # meters sorted by area (the storage layer's natural order) need no index array
-    if unsorted:
-        order = np.argsort(area_i, kind="stable").astype(np.int64)
-        sorted_area = area_i[order]
-    else:
-        order = EMPTY_I1
-        sorted_area = area_i
-    seg = np.empty(n_a + 1, dtype=np.int64)
-    k._segments(sorted_area, seg)
-    acc = np.empty((n_a, n_p, k.N_Q), dtype=np.float64)
-    k._line_loss_accumulate(
-        fwd, rev, fe, re_, order, seg, role_i, mult, bidi, mod,
-        ptr, per, oe, ns, oer, nsr, acc,
+    # Meters sorted by area (the storage layer's natural order): one parallel pass checks the
+    # areas and roles and computes every area.
+    n_a = int(n_areas) if n_areas is not None else (int(area_i[-1]) + 1 if n_m else 0)
+    if n_a >= 0:
+        res, state, thr = _outputs(th, n_a, n_p)
+        if _run(fwd, rev, fe, re_, area_i, role_i, mult, bidi, mod, ex, thr, res, state) == 0:
+            return _arrays(res, state)
+    # Otherwise: say what is wrong, or put the meters in area order and run the same pass.
+    chk = np.zeros(3, dtype=np.int64)
+    k._check_meters(area_i, role_i, chk)
+    a_max, _unsorted, n_bad = (int(v) for v in chk)
+    n_a = a_max + 1 if n_areas is None else int(n_areas)
+    if n_bad or a_max >= n_a:
+        if n_m and (area_i.min() < 0 or a_max >= n_a):
+            raise ValueError(f"area indices must be in 0 … {n_a - 1} (n_areas={n_a})")
+        raise ValueError("role must hold ROLE_SUPPLY (1) or ROLE_CUSTOMER (0) only")
+    order = np.argsort(area_i, kind="stable")
+    if exchanges is not None:
+        new_row = np.empty(n_m, dtype=np.int64)
+        new_row[order] = np.arange(n_m)
+        meter = as_int("exchanges.meter", exchanges.meter, 1)
+        ex = _exchange_arrays(replace(exchanges, meter=new_row[meter]), n_m, n_p)
+    rev = rev[order] if rev.shape[0] else rev
+    fe = fe[order] if fe.shape[0] else fe
+    re_ = re_[order] if re_.shape[0] else re_
+    res, state, thr = _outputs(th, n_a, n_p)
+    bad = _run(
+        fwd[order], rev, fe, re_, area_i[order], role_i[order], mult[order], bidi[order],
+        mod[order], ex, thr, res, state,
     )  # fmt: skip
-    return _states(acc, th, n_a)
+    if bad:  # cannot happen: the meters were checked and sorted
+        raise RuntimeError("line loss: meters not in area order after sorting")
+    return _arrays(res, state)
 
 
-def _states(acc: NDArray[np.float64], th: LossThresholds, n_a: int) -> LineLossArrays:
-    lo = _per_area("band_lo", th.band_lo, n_a)
-    hi = _per_area("band_hi", th.band_hi, n_a)
-    cov_min = _per_area("coverage_min", th.coverage_min, n_a)
-    est_max = _per_area("estimated_max", th.estimated_max, n_a)
-    low = _per_area("low_energy_kwh", th.low_energy_kwh, n_a)
-    q = acc
-    total = q[..., k.Q_CUST_TOTAL]
-    present = q[..., k.Q_CUST_PRESENT]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        coverage = np.where(total > 0, 100.0 * present / np.maximum(total, 1.0), 100.0)
-        has_supply_meter = q[..., k.Q_N_SUPPLY] > 0
-        supply = np.where(
-            (q[..., k.Q_MISS_SUPPLY] == 0) & has_supply_meter, q[..., k.Q_SUPPLY], np.nan
-        )
-        sales = np.where(q[..., k.Q_MISS_SALES] == 0, q[..., k.Q_SALES], np.nan)
-        est = q[..., k.Q_EST_SALES]
-        share = np.where(sales > 0, 100.0 * est / sales, np.where(est > 0, 100.0, 0.0))
-        share = np.where(np.isnan(sales), np.nan, share)
-        loss = supply - sales
-        not_comp = (
-            ~has_supply_meter
-            | (q[..., k.Q_SUPPLY_NOT_ACTUAL] > 0)
-            | np.isnan(supply)
-            | np.isnan(sales)
-            | (coverage < cov_min)
-            | (share > est_max)
-        )
-        rate = np.where(~not_comp & (supply != 0), 100.0 * loss / supply, np.nan)
-    state = np.full(supply.shape, QUALIFIED, dtype=np.int8)
-    state[rate > hi] = HIGH_LOSS
-    state[rate < lo] = NEGATIVE_LOSS
-    state[~not_comp & (supply < low)] = LOW_ENERGY
-    state[not_comp] = NOT_COMPUTABLE
-    return LineLossArrays(supply, sales, loss, rate, state, coverage, share)
+def _run(
+    fwd: NDArray[np.float64],
+    rev: NDArray[np.float64],
+    fe: NDArray[np.bool_],
+    re_: NDArray[np.bool_],
+    area: NDArray[np.int64],
+    role: NDArray[np.int64],
+    mult: NDArray[np.float64],
+    bidi: NDArray[np.bool_],
+    mod: NDArray[np.float64],
+    ex: tuple[NDArray[Any], ...],
+    thr: NDArray[np.float64],
+    res: NDArray[np.float64],
+    state: NDArray[np.int8],
+) -> int:
+    """The line-loss kernel on meters expected in area order; 0 when they were."""
+    n_chunks = 4 * numba.get_num_threads()
+    return int(
+        k._line_loss(fwd, rev, fe, re_, area, role, mult, bidi, mod, *ex, thr, res, state, n_chunks)
+    )
+
+
+def _outputs(
+    th: LossThresholds, n_a: int, n_p: int
+) -> tuple[NDArray[np.float64], NDArray[np.int8], NDArray[np.float64]]:
+    """Uninitialised result planes and state codes (the kernels write every element), and
+    the (N_T, areas) threshold matrix."""
+    thr = np.empty((k.N_T, n_a), dtype=np.float64)
+    for row, name in (
+        (k.T_BAND_LO, "band_lo"),
+        (k.T_BAND_HI, "band_hi"),
+        (k.T_COVERAGE_MIN, "coverage_min"),
+        (k.T_ESTIMATED_MAX, "estimated_max"),
+        (k.T_LOW_ENERGY, "low_energy_kwh"),
+    ):
+        thr[row] = _per_area(name, getattr(th, name), n_a)
+    res = np.empty((k.N_O, n_a, n_p), dtype=np.float64)
+    state = np.empty((n_a, n_p), dtype=np.int8)
+    return res, state, thr
+
+
+def _arrays(res: NDArray[np.float64], state: NDArray[np.int8]) -> LineLossArrays:
+    """The result planes as (areas, periods) views."""
+    return LineLossArrays(
+        supply_kwh=res[k.O_SUPPLY],
+        sales_kwh=res[k.O_SALES],
+        loss_kwh=res[k.O_LOSS],
+        rate=res[k.O_RATE],
+        state=state,
+        coverage=res[k.O_COVERAGE],
+        estimated_share=res[k.O_SHARE],
+    )
 

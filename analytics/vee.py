@@ -29,7 +29,9 @@ from analytics._checks import (
     EMPTY_B2,
     EMPTY_F2,
     EMPTY_F3,
+    EMPTY_I1,
     EMPTY_U1_2D,
+    EMPTY_U1_3D,
     as_bool,
     as_float,
     as_int,
@@ -358,10 +360,10 @@ def validate(
     if registers is not None:
         reg = as_float("registers", registers, 2)
         same_shape("registers", reg, (n_m, n_d + 1))
-    dup = np.zeros(n_m, dtype=np.int64)
+    dup_in = EMPTY_I1
     if duplicates is not None:
-        dup = as_int("duplicates", duplicates, 1)
-        same_shape("duplicates", dup, (n_m,))
+        dup_in = as_int("duplicates", duplicates, 1)
+        same_shape("duplicates", dup_in, (n_m,))
     out = EMPTY_B2
     if outage is not None:
         out = as_bool("outage", outage, 2)
@@ -377,6 +379,23 @@ def validate(
     if estimated is not None:
         est = as_bool("estimated", estimated, 2)
         same_shape("estimated", est, x.shape)
+    tar = EMPTY_F3
+    mobs = EMPTY_F2
+    if reg.shape[0]:
+        if tariff_registers is not None:
+            tar = as_float("tariff_registers", tariff_registers, 3)
+            if tar.shape[0] != n_m or tar.shape[2] != n_d + 1:
+                raise ValueError(f"tariff_registers must have shape ({n_m}, T, {n_d + 1})")
+        if multiplier_by_day is not None:
+            mobs = as_float("multiplier_by_day", multiplier_by_day, 2)
+            same_shape("multiplier_by_day", mobs, (n_m, n_d))
+    elif tariff_registers is not None or multiplier_by_day is not None:
+        raise ValueError("tariff_registers and multiplier_by_day need registers=")
+    clk = EMPTY_F2
+    if clock_offset_s is not None:
+        clk = as_float("clock_offset_s", clock_offset_s, 2)
+        if clk.shape[0] != n_m:
+            raise ValueError(f"clock_offset_s must have {n_m} rows")
     params = np.empty(k.N_P)
     params[k.P_SPIKE_RATIO] = cfg.spike_ratio
     params[k.P_SPIKE_MIN] = cfg.spike_min_kwh
@@ -385,44 +404,33 @@ def validate(
     params[k.P_HISTORY_MIN] = cfg.history_min_kwh
     params[k.P_REG_ABS_TOL] = cfg.register_abs_tol
     params[k.P_REG_REL_TOL] = cfg.register_rel_tol
+    params[k.P_TARIFF_TOL] = cfg.tariff_tol
+    params[k.P_CLOCK_TOL] = cfg.clock_tolerance_s
+    params[k.P_TIME_RESET] = cfg.time_reset_s
 
-    counts = np.zeros((n_m, k.N_RULES), dtype=np.int32)
-    summ = np.zeros((n_m, k.N_C), dtype=np.int32)
-    sflags = np.zeros(x.shape, dtype=np.uint8) if slot_flags else EMPTY_U1_2D
-    dflags = np.zeros((n_m, n_d), dtype=np.uint16)
-    k._vee_intervals(
-        x, slots_per_day, reg, mod, out, hist, rem, est, params, counts, summ, sflags, dflags
-    )
-    counts[:, k.R_DUPLICATE] += dup
-    if reg.shape[0]:
-        tar = EMPTY_F3
-        if tariff_registers is not None:
-            tar = as_float("tariff_registers", tariff_registers, 3)
-            if tar.shape[0] != n_m or tar.shape[2] != n_d + 1:
-                raise ValueError(f"tariff_registers must have shape ({n_m}, T, {n_d + 1})")
-        mobs = EMPTY_F2
-        if multiplier_by_day is not None:
-            mobs = as_float("multiplier_by_day", multiplier_by_day, 2)
-            same_shape("multiplier_by_day", mobs, (n_m, n_d))
-        k._vee_registers(reg, mod, tar, cfg.tariff_tol, mobs, counts, dflags)
-    elif tariff_registers is not None or multiplier_by_day is not None:
-        raise ValueError("tariff_registers and multiplier_by_day need registers=")
-    if clock_offset_s is not None:
-        clk = as_float("clock_offset_s", clock_offset_s, 2)
-        if clk.shape[0] != n_m:
-            raise ValueError(f"clock_offset_s must have {n_m} rows")
-        k._vee_clock(clk, cfg.clock_tolerance_s, cfg.time_reset_s, counts)
-    # columns of one (meters, 7) block, returned as views
+    # uninitialised: the kernel writes every element, in one parallel pass over the rows
+    counts = np.empty((n_m, k.N_RULES), dtype=np.int32)
+    summ = np.empty((n_m, k.N_C), dtype=np.int32)
+    sflags = np.empty(x.shape, dtype=np.uint8) if slot_flags else EMPTY_U1_2D
+    dflags = np.empty((n_m, n_d), dtype=np.uint16)
+    # days as a third axis (views): day loops index from 0, which lets them vectorise
+    x3 = x.reshape(n_m, n_d, slots_per_day)
+    sf3 = sflags.reshape(n_m, n_d, slots_per_day) if slot_flags else EMPTY_U1_3D
+    k._vee_validate(
+        x, x3, reg, mod, out, hist, rem, est, dup_in, tar, mobs, clk, params,
+        counts, summ, sflags, sf3, dflags,
+    )  # fmt: skip
+    # columns of one (meters, N_C) block, returned as views
     return VeeArrays(
         counts=counts,
         first=summ[:, k.C_FIRST],
         last=summ[:, k.C_LAST],
         expected=summ[:, k.C_EXPECTED],
         received=summ[:, k.C_RECEIVED],
-        missing=summ[:, k.C_EXPECTED] - summ[:, k.C_RECEIVED],
+        missing=summ[:, k.C_MISSING],
         gaps=summ[:, k.C_GAPS],
         gap_slots_max=summ[:, k.C_GAP_MAX],
-        duplicates=dup,
+        duplicates=dup_in if duplicates is not None else np.zeros(n_m, dtype=np.int64),
         estimated=summ[:, k.C_ESTIMATED],
         slot_flags=sflags if slot_flags else None,
         day_flags=dflags,
