@@ -10,7 +10,15 @@ Array conventions for one area: ``supply`` (slots,) primary energy of the supply
 slot; ``customers`` (meters, slots) primary energy per customer per slot (for bidirectional
 customers forward − reverse), NaN missing. Meters whose energy is all zero (or all missing) are
 left out of the fit; light-load meters are taken at θ = 1 (their energy is subtracted from the
-supply) rather than fitted; slots with any missing value are dropped, never imputed.
+supply) rather than fitted; slots with any missing value are dropped, never imputed (a gap
+that register differences bridge is joined instead, :func:`merge_spans`).
+
+What a balance can see: every ε here is relative to the area's supply meter. A supply meter
+that reads 0.5 % low makes every customer look 0.5 % fast, so the quantity estimated is
+``(1 + ε_customer) / (1 + ε_supply) − 1``; the simulator's truth is absolute and the tests and
+``bench/analytics_accuracy.py`` convert it so. A fault that starts inside the window is fitted
+as a step (:func:`fit_meter_errors`); the estimate is then the most recent regime's and is
+compared with the truth of the window's last day.
 """
 
 from __future__ import annotations

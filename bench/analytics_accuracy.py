@@ -18,8 +18,10 @@ Each simulated world goes into its own scratch database (archive loader + ingest
   estimate is the most recent regime's) and over the window, and against the absolute ε;
   precision and recall of the out-of-class meters (|ε| ≥ 2 % on the last day) among the
   alerts; how many faults starting inside the window were dated and the median dating
-  error. Variants: data at 0.0001 kWh (high-resolution energy) and at 0.01 kWh (what a
-  register shows: DL/T 645 meters as registers, the others as interval values rounded to
+  error (against the midnight from which the simulator applies the error: it steps a
+  meter's error per day, from the first day whose noon is at or after the injection time).
+  Variants: data at 0.0001 kWh (high-resolution energy) and at 0.01 kWh (what a register
+  shows: DL/T 645 meters as registers, the others as interval values rounded to
   0.01 kWh each, as ``tests/analytics_db/simdb.py`` writes them; and every meter as
   registers truncated to 0.01 kWh, as a collector stores polled or concentrator-sent
   registers, whose differences telescope; a supply meter's 0.01 kWh is 0.2–0.8 kWh primary
@@ -241,6 +243,16 @@ def _eps(truth: dict[str, Any], last: bool = False
     return absolute, relative
 
 
+def _effective_start(since: str) -> str:
+    """When a simulated meter error really starts: the simulator applies a day's error from
+    its midnight when the day's noon is at or after the injection instant (``since``)."""
+    t = datetime.fromisoformat(since)
+    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
+    if t > day + timedelta(hours=12):
+        day += timedelta(days=1)
+    return day.isoformat()
+
+
 def meter_error(server: str, areas: int, seed: int, resolution: float,
                 from_start: bool, registers: bool = False) -> dict[str, Any]:
     """MAE and out-of-class precision / recall.
@@ -264,7 +276,7 @@ def meter_error(server: str, areas: int, seed: int, resolution: float,
     for r in rows:
         for f in meters[r.meter]["faults"]:
             if f["kind"] in ("meter_fast", "meter_slow") and f.get("since"):
-                starts[r.meter] = f["since"]
+                starts[r.meter] = _effective_start(f["since"])
     dated = [r for r in rows if r.meter in starts and r.since is not None]
     since_err_h = [abs((datetime.fromisoformat(r.since)
                         - datetime.fromisoformat(starts[r.meter])).total_seconds()) / 3600
@@ -309,9 +321,15 @@ def theft(server: str, areas: int, seed: int, from_start: bool) -> dict[str, Any
     nights = {n: max(0.0, (end - datetime.fromisoformat(meters[n]["theft"]["since"])
                            .replace(tzinfo=None)).total_seconds() / 86400) for n in thieves}
     late = [n for n in thieves if nights[n] < 2.0]
+    per_area = {a: sum(meters[n]["area"] == a for n in thieves) for a in
+                {meters[n]["area"] for n in thieves}}
+    top_k = {n for n in thieves if n in [r.meter for r in rows if r.area == meters[n]["area"]][
+        : max(3, per_area[meters[n]["area"]])]}
     return {"areas": areas, "thieves": len(thieves), "in_top3": len(top3),
             "share_in_top3": len(top3) / len(thieves) if thieves else None,
             "faults_from_first_day": from_start,
+            "most_thieves_in_one_area": max(per_area.values(), default=0),
+            "in_top_max3_or_area_thieves": len(top_k),
             "thefts_starting_in_last_2_days": len(late),
             "of_those_in_top3": len(set(late) & top3),
             "other_alerts": sum(r.score >= 1.0 and not meters[r.meter]["theft"]
