@@ -187,7 +187,7 @@ def _line_loss_areas(
         ``a_lo`` … ``a_hi − 1``. Anything but 0 means the results are to be discarded.
     """
     n_p = state.shape[1]
-    nb = n_p + 1
+    nb = np.uint64(max(n_p + 1, 0))
     f1 = fwd.reshape(fwd.size)
     r1 = rev.reshape(rev.size)
     fe1 = fwd_est.reshape(fwd_est.size)
@@ -198,78 +198,82 @@ def _line_loss_areas(
     has_ex = ex_ptr.shape[0] > 0
     one = np.uint64(1)
     bad = 0
-    i = max(m_lo, 0)  # max: the indices below are then provably ≥ 0
+    i = max(m_lo, 0)
     for a in range(a_lo, a_hi):
+        # the area's run of rows, checked; its static term counts
         j = i
+        n_sup = 0
+        n_cust = 0
         while j < m_hi and area[j] == a:
             r = role[j]
             bad += 1 if (r != 0 and r != 1) else 0
+            bidi_j = has_rev and bidirectional[j]
+            n_terms = 2 if bidi_j else 1
+            n_sup += n_terms if r == 1 else 0
+            n_cust += n_terms if r != 1 else 0
             j += 1
-        lo = i
-        hi = j
+        lo = np.uint64(i)  # unsigned row and cell indices: no negative-index fix-ups
+        hi = np.uint64(j)
         i = j
         for p in range(n_p):
+            pu = np.uint64(p)
             supply = 0.0
             sales = 0.0
             est_sales = 0.0
             miss_supply = 0
             miss_sales = 0
             not_actual = 0
-            n_supply = 0
-            cust_total = 0
-            cust_present = 0
+            miss_cust = 0  # customer terms missing (forward or reverse)
             for m in range(lo, hi):
-                o = np.uint64(m * nb + p)  # cell (m, p); unsigned: no negative-index fix-up
+                o = m * nb + pu  # cell (m, p)
                 sup = role[m] == 1
-                cust = not sup
                 mult = multiplier[m]
                 mod = modulus[m]
-                exchanged = has_ex and ex_ptr[m] < ex_ptr[m + 1]
-                # forward term: supply side for a supply meter, sales side for a customer
+                exchanged = has_ex and ex_ptr[m] < ex_ptr[m + one]
                 if exchanged:
-                    e = _term_energy(fwd, m, p, mod, ex_ptr, ex_period, ex_old_end, ex_new_start)
-                else:
-                    e = _wrapped_delta(f1[o], f1[o + one], mod)
-                est = has_fe and (fe1[o] | fe1[o + one])
-                ok = e == e
-                w = e * mult if ok else 0.0
-                supply += w if sup else 0.0
-                sales += w if cust else 0.0
-                est_sales += w if (cust and est) else 0.0
-                miss_supply += 1 if (sup and not ok) else 0
-                miss_sales += 1 if (cust and not ok) else 0
-                not_actual += 1 if (sup and (est or not ok)) else 0
-                n_supply += 1 if sup else 0
-                cust_total += 1 if cust else 0
-                cust_present += 1 if (cust and ok) else 0
-                if not has_rev:
-                    continue
-                # reverse term (bidirectional meters): sales side for a supply meter, supply
-                # side for a customer; computed for every meter and masked (no branch)
-                use = bidirectional[m]
-                if exchanged:
-                    e = _term_energy(
-                        rev, m, p, mod, ex_ptr, ex_period, ex_old_end_rev, ex_new_start_rev
+                    e_f = _term_energy(
+                        fwd, np.int64(m), p, mod, ex_ptr, ex_period, ex_old_end, ex_new_start
                     )
                 else:
-                    e = _wrapped_delta(r1[o], r1[o + one], mod)
-                est = has_re and (re1[o] | re1[o + one])
-                ok = e == e
-                s_use = sup and use
-                c_use = cust and use
-                w = e * mult if (ok and use) else 0.0
-                sales += w if sup else 0.0
-                est_sales += w if (sup and est) else 0.0
-                supply += w if cust else 0.0
-                miss_sales += 1 if (s_use and not ok) else 0
-                miss_supply += 1 if (c_use and not ok) else 0
-                not_actual += 1 if (s_use and (est or not ok)) else 0
-                n_supply += 1 if s_use else 0
-                cust_total += 1 if c_use else 0
-                cust_present += 1 if (c_use and ok) else 0
+                    e_f = _wrapped_delta(f1[o], f1[o + one], mod)
+                est_f = has_fe and (fe1[o] | fe1[o + one])
+                ok_f = e_f == e_f
+                w_f = e_f * mult if ok_f else 0.0
+                use = False
+                est_r = False
+                ok_r = True
+                w_r = 0.0
+                if has_rev:  # the reverse term of a bidirectional meter, masked for others
+                    use = bidirectional[m]
+                    if exchanged:
+                        e_r = _term_energy(
+                            rev, np.int64(m), p, mod, ex_ptr, ex_period, ex_old_end_rev,
+                            ex_new_start_rev,
+                        )
+                    else:
+                        e_r = _wrapped_delta(r1[o], r1[o + one], mod)
+                    est_r = has_re and (re1[o] | re1[o + one])
+                    ok_r = e_r == e_r or not use
+                    w_r = e_r * mult if (use and e_r == e_r) else 0.0
+                if sup:  # a supply meter (one or a few per area): forward is supply,
+                    # reverse is sales
+                    supply += w_f
+                    sales += w_r
+                    est_sales += w_r if est_r else 0.0
+                    miss_supply += 0 if ok_f else 1
+                    miss_sales += 0 if ok_r else 1
+                    not_actual += 0 if (ok_f and not est_f) else 1
+                    not_actual += 1 if (use and (est_r or not ok_r)) else 0
+                else:  # a customer: forward is sales, reverse (PV export) is supply
+                    sales += w_f
+                    est_sales += w_f if est_f else 0.0
+                    supply += w_r
+                    miss_sales += 0 if ok_f else 1
+                    miss_supply += 0 if ok_r else 1
+                    miss_cust += (0 if ok_f else 1) + (0 if ok_r else 1)
             fig = _area_figures(
-                supply, sales, est_sales, miss_supply, miss_sales, not_actual, n_supply,
-                cust_total, cust_present, thr[T_BAND_LO, a], thr[T_BAND_HI, a],
+                supply, sales, est_sales, miss_supply, miss_sales, not_actual, n_sup, n_cust,
+                n_cust - miss_cust, thr[T_BAND_LO, a], thr[T_BAND_HI, a],
                 thr[T_COVERAGE_MIN, a], thr[T_ESTIMATED_MAX, a], thr[T_LOW_ENERGY, a],
             )
             res[O_SUPPLY, a, p] = fig[0]
@@ -416,44 +420,10 @@ P_TIME_RESET = 9
 N_P = 10
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH_SUM, inline=INLINE)
-def _day_scan(x3, m, d, big, sf3):
-    """One pass over day ``d`` of meter ``m`` (``x3`` (M, D, spd)): Σ received, received, and
-    the number of unusual values (≤ 0, or ≥ ``big``: zero, negative or spike candidates).
-
-    When ``sf3`` (the slot mask as (M, D, spd)) is not empty, every slot of the day is written
-    with the gap bit where the value is missing: ``_vee_rows`` clears it outside the row's
-    first … last and adds the other bits. Branch-free so that it vectorises; ``v == v`` is
-    the NaN test (no ``nnan`` flag). Inlined: the caller's fastmath flags apply, and
-    ``_vee_rows`` allows reassociation for this sum.
-    """
-    s = 0.0
-    n_recv = 0
-    n_odd = 0
-    if sf3.shape[0] > 0:
-        gap = np.uint8(1 << S_GAP)
-        zero = np.uint8(0)
-        for j in range(x3.shape[2]):
-            v = x3[m, d, j]
-            ok = v == v
-            s += v if ok else 0.0
-            n_recv += 1 if ok else 0
-            n_odd += 1 if (v <= 0.0 or v >= big) else 0
-            sf3[m, d, j] = zero if ok else gap
-    else:
-        for j in range(x3.shape[2]):
-            v = x3[m, d, j]
-            ok = v == v
-            s += v if ok else 0.0
-            n_recv += 1 if ok else 0
-            n_odd += 1 if (v <= 0.0 or v >= big) else 0
-    return s, n_recv, n_odd
-
-
 @njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
 def _day_odd(x3, m, d, big):
-    """Day ``d`` of meter ``m``: non-zero, negative and ≥ ``big`` values (a day with unusual
-    values only)."""
+    """Day ``d`` of meter ``m``: non-zero, negative and ≥ ``big`` values (for a day with
+    unusual values only)."""
     n_nz = 0
     n_neg = 0
     n_big = 0
@@ -488,83 +458,6 @@ def _third_highest(x3, m, d):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
-def _row_span(x, m):
-    """First and last slot of row ``m`` with a value (−1, −1 when there is none)."""
-    n = x.shape[1]
-    first = 0
-    while first < n and x[m, first] != x[m, first]:
-        first += 1
-    if first == n:
-        return -1, -1
-    last = n - 1
-    while x[m, last] != x[m, last]:
-        last -= 1
-    return first, last
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
-def _gap_runs(x, m, first, last, n_gap):
-    """Runs of missing slots between ``first`` and ``last`` of row ``m``, and the longest.
-
-    ``n_gap`` is the number of missing slots in between. One missing slot is one run; more
-    are found by one scan that stops after the last of them.
-    """
-    if n_gap <= 1:
-        return n_gap, n_gap
-    gaps = 0
-    gap_max = 0
-    run = 0
-    seen = 0
-    for s in range(first, last + 1):
-        v = x[m, s]
-        if v != v:
-            run += 1
-            seen += 1
-        elif run > 0:
-            gaps += 1
-            gap_max = run if run > gap_max else gap_max
-            run = 0
-            if seen == n_gap:
-                break
-    return gaps, gap_max
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
-def _slot_flags_fix(x, m, first, last, removed, n_neg, flags):
-    """Complete row ``m`` of the slot mask written by ``_day_scan``: no gap bit before
-    ``first`` or after ``last`` (the row's first and last values, −1 for none), the negative
-    bit where ``n_neg`` > 0, the read-after-removal bit from slot ``removed`` (−1: none)."""
-    n = x.shape[1]
-    zero = np.uint8(0)
-    lead = first if first >= 0 else n
-    for s in range(lead):
-        flags[m, s] = zero
-    if first >= 0:
-        for s in range(last + 1, n):
-            flags[m, s] = zero
-    if n_neg > 0:
-        neg = np.uint8(1 << S_NEGATIVE)
-        for s in range(n):
-            if x[m, s] < 0.0:
-                flags[m, s] |= neg
-    if removed >= 0:
-        rar = np.uint8(1 << S_READ_AFTER_REMOVAL)
-        for s in range(removed, n):
-            if x[m, s] == x[m, s]:
-                flags[m, s] |= rar
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
-def _count_present_from(x, m, lo):
-    """Values of row ``m`` at slot ``lo`` or later that are not NaN."""
-    n = 0
-    for s in range(x.shape[1]):
-        v = x[m, s]
-        n += 1 if (s >= lo and v == v) else 0
-    return n
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
 def _any_true(mask, m, lo, hi):
     """Whether row ``m`` of a bool mask holds a True in ``lo`` … ``hi − 1``."""
     for s in range(lo, hi):
@@ -573,128 +466,76 @@ def _any_true(mask, m, lo, hi):
     return False
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
-def _count_true(mask, m):
-    """True entries of row ``m`` of a bool mask."""
-    n = 0
-    for s in range(mask.shape[1]):
-        n += 1 if mask[m, s] else 0
-    return n
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
-def _register_rules(reg, modulus, mult_obs, m, counts, day_flags):
-    """Register rules of meter ``m`` per period: negative consumption, rollover, multiplier
-    change (``mult_obs`` (M, P) multiplier in force, or (0, 0))."""
-    n_p = reg.shape[1] - 1
-    has_m = mult_obs.shape[0] > 0
-    mod = modulus[m]
-    for p in range(n_p):
-        a = reg[m, p]
-        b = reg[m, p + 1]
-        if not (np.isnan(a) or np.isnan(b)) and b < a:
-            if mod > 0.0 and a - b > 0.5 * mod:
-                counts[m, R_ROLLOVER] += 1
-                day_flags[m, p] |= np.uint16(1 << R_ROLLOVER)
-            else:
-                counts[m, R_NEGATIVE] += 1
-                day_flags[m, p] |= np.uint16(1 << R_NEGATIVE)
-        if has_m and p > 0:
-            u = mult_obs[m, p - 1]
-            w = mult_obs[m, p]
-            if not (np.isnan(u) or np.isnan(w)) and u != w:
-                counts[m, R_MULTIPLIER_CHANGE] += 1
-                day_flags[m, p] |= np.uint16(1 << R_MULTIPLIER_CHANGE)
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
-def _tariff_rule(reg, tariffs, tol, m, counts, day_flags):
-    """示值不平 of meter ``m``: total register vs Σ tariff registers (``tariffs`` (M, T, P+1))
-    at every boundary; a boundary with any value missing is skipped."""
-    n_p = reg.shape[1] - 1
-    for p in range(n_p + 1):
-        tot = reg[m, p]
-        if np.isnan(tot):
-            continue
-        s = 0.0
-        ok = True
-        for t in range(tariffs.shape[1]):
-            v = tariffs[m, t, p]
-            if np.isnan(v):
-                ok = False
-                break
-            s += v
-        if ok and abs(tot - s) > tol:
-            counts[m, R_TOTAL_VS_TARIFFS] += 1
-            if p < n_p:
-                day_flags[m, p] |= np.uint16(1 << R_TOTAL_VS_TARIFFS)
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, inline=INLINE)
-def _clock_rules(clock, tolerance_s, reset_s, m, counts):
-    """Clock rules over meter ``m``'s clock checks (seconds meter − master, NaN none).
-
-    ``clock_tolerance`` counts checks beyond ``tolerance_s``; ``time_reset`` counts steps
-    between consecutive checks larger than ``reset_s`` (the clock was set or jumped).
-    """
-    prev = np.nan
-    for k in range(clock.shape[1]):
-        v = clock[m, k]
-        if np.isnan(v):
-            continue
-        if abs(v) > tolerance_s:
-            counts[m, R_CLOCK_TOLERANCE] += 1
-        if not np.isnan(prev) and abs(v - prev) > reset_s:
-            counts[m, R_TIME_RESET] += 1
-        prev = v
+# The VEE passes below each handle a block of rows with their loops written out: a helper
+# that takes arrays (even one inlined at the numba IR level) updates their reference counts,
+# atomics on counters the threads share. The inlined helpers above run on rare paths only.
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH_SUM)
-def _vee_rows(
-    lo, hi, x, x3, reg, modulus, outage, history, removed_slot, estimated, duplicates,
-    tariffs, mult_obs, clock, params, counts, summ, slot_flags, sf3, day_flags,
-):
-    """Validate rows ``lo`` … ``hi − 1`` (see ``_vee_validate``).
+def _vee_days(lo, hi, x3, sf3, reg, modulus, outage, history, params, counts, summ, day_flags):
+    """Interval rules per day for rows ``lo`` … ``hi − 1``; starts their count rows.
 
-    One call handles a block of rows: passing the arrays costs more than a row's work. Every
-    output element of these rows is written (the caller allocates them uninitialised).
+    One vectorised loop per day sums the received values, counts them and counts unusual
+    values (≤ 0, or ≥ ``spike_min``: zero, negative and spike candidates); only a day with
+    unusual values is scanned again (exactly). With ``sf3`` (the slot mask as (M, D, spd)) the loop
+    writes every slot: the gap bit where the value is missing (``_vee_slots`` clears it
+    outside the row's first … last and adds the other bits); a spike sets its bit here.
 
-    Reassociation (``FASTMATH_SUM``) is for the day sums of ``_day_scan``, inlined here; the
-    other float expressions of the rules have no chain of additions or products to reorder,
-    and NaN tests are kept, so they compute exactly as without the flag.
+    Writes the whole count row (interval negatives in ``R_NEGATIVE``), ``summ[:, C_RECEIVED]``
+    and every day's flags. Reassociation (``FASTMATH_SUM``) is for the day sums; the other
+    float expressions have no chain of additions or products to reorder, and ``v == v`` is
+    the NaN test (no ``nnan`` flag), so they compute exactly as without the flag.
     """
-    n_slots = x.shape[1]
     n_days = x3.shape[1]
     spd = x3.shape[2]
+    has_sf = sf3.shape[0] > 0
     has_reg = reg.shape[0] > 0
     has_out = outage.shape[0] > 0
     has_hist = history.shape[0] > 0
     hist_by_day = history.shape[1] > 1
-    has_est = estimated.shape[0] > 0
-    has_dup = duplicates.shape[0] > 0
-    has_t = tariffs.shape[0] > 0
-    has_clk = clock.shape[0] > 0
-    has_sf = slot_flags.shape[0] > 0
     spike_ratio = params[P_SPIKE_RATIO]
-    spike_min = params[P_SPIKE_MIN]
+    big = params[P_SPIKE_MIN]
     high_f = params[P_HIGH_FACTOR]
     low_f = params[P_LOW_FACTOR]
     hist_min = params[P_HISTORY_MIN]
     reg_abs = params[P_REG_ABS_TOL]
     reg_rel = params[P_REG_REL_TOL]
-
-    for m in range(lo, hi):
+    # |v − half| ≥ half marks v ≤ 0 or v ≥ big in one comparison (NaN never); rounding can
+    # only mark more values, which the exact pass then sorts out. Without a usable big
+    # (NaN, ≤ 0, ∞) every day takes the exact pass.
+    exact_always = not (big > 0.0 and big < np.inf)
+    half = 0.5 * big if not exact_always else 0.0
+    gap = np.uint8(1 << S_GAP)
+    zero = np.uint8(0)
+    for m in range(max(lo, 0), hi):
         for r in range(N_RULES):
             counts[m, r] = 0
         received = 0
         n_neg = 0
         for d in range(n_days):
-            day_sum, n_recv, n_odd = _day_scan(x3, m, d, spike_min, sf3)
+            s = 0.0
+            n_recv = 0
+            n_odd = 0
+            if has_sf:
+                for j in range(spd):
+                    v = x3[m, d, j]
+                    ok = v == v
+                    s += v if ok else 0.0
+                    n_recv += 1 if ok else 0
+                    n_odd += 1 if abs(v - half) >= half else 0
+                    sf3[m, d, j] = zero if ok else gap
+            else:
+                for j in range(spd):
+                    v = x3[m, d, j]
+                    ok = v == v
+                    s += v if ok else 0.0
+                    n_recv += 1 if ok else 0
+                    n_odd += 1 if abs(v - half) >= half else 0
             received += n_recv
             n_nz = n_recv
             n_big = 0
-            if n_odd > 0:
-                n_nz, n_neg_d, n_big = _day_odd(x3, m, d, spike_min)
+            if n_odd > 0 or exact_always:
+                n_nz, n_neg_d, n_big = _day_odd(x3, m, d, big)
                 n_neg += n_neg_d
             bits = 0
             if n_recv > 0:
@@ -716,50 +557,97 @@ def _vee_rows(
                     if has_hist:
                         ref = history[m, d] if hist_by_day else history[m, 0]
                         if ref >= hist_min:
-                            if day_sum > high_f * ref:
+                            if s > high_f * ref:
                                 counts[m, R_HIGH] += 1
                                 bits |= 1 << R_HIGH
-                            elif n_nz > 0 and day_sum < low_f * ref:
+                            elif n_nz > 0 and s < low_f * ref:
                                 counts[m, R_LOW] += 1
                                 bits |= 1 << R_LOW
                     if has_reg:
                         delta = _wrapped_delta(reg[m, d], reg[m, d + 1], modulus[m])
                         tol = reg_abs + reg_rel * abs(delta)
-                        if not np.isnan(delta) and abs(delta - day_sum) > tol:
+                        if not np.isnan(delta) and abs(delta - s) > tol:
                             counts[m, R_REG_VS_INT] += 1
                             bits |= 1 << R_REG_VS_INT
             day_flags[m, d] = np.uint16(bits)
-        first = 0
-        last = n_slots - 1
-        if received < n_slots:
-            first, last = _row_span(x, m)
-        removed = removed_slot[m]
-        if has_sf and (received < n_slots or n_neg > 0 or removed >= 0):
-            _slot_flags_fix(x, m, first, last, removed, n_neg, slot_flags)
-        if has_reg:
-            _register_rules(reg, modulus, mult_obs, m, counts, day_flags)
-            if has_t:
-                _tariff_rule(reg, tariffs, params[P_TARIFF_TOL], m, counts, day_flags)
-        if has_clk:
-            _clock_rules(clock, params[P_CLOCK_TOL], params[P_TIME_RESET], m, counts)
-        counts[m, R_NEGATIVE] += n_neg
-        if has_dup:
-            counts[m, R_DUPLICATE] = duplicates[m]
-        if removed >= 0:
-            counts[m, R_READ_AFTER_REMOVAL] = _count_present_from(x, m, removed)
+        counts[m, R_NEGATIVE] = n_neg
         summ[m, C_RECEIVED] = received
-        summ[m, C_ESTIMATED] = _count_true(estimated, m) if has_est else 0
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _vee_slots(lo, hi, x, removed_slot, counts, summ, slot_flags):
+    """Completeness and slot rules of rows ``lo`` … ``hi − 1``, after ``_vee_days``.
+
+    First and last value, gaps between them (count, runs, longest run), reads after removal;
+    completes the slot mask (``slot_flags`` (M, S), or (0, 0)): no gap bit outside first …
+    last, the negative and read-after-removal bits. A complete row with no negative value and
+    no removal costs nothing here.
+    """
+    n = x.shape[1]
+    has_sf = slot_flags.shape[0] > 0
+    zero = np.uint8(0)
+    neg_bit = np.uint8(1 << S_NEGATIVE)
+    rar_bit = np.uint8(1 << S_READ_AFTER_REMOVAL)
+    for m in range(max(lo, 0), hi):
+        received = summ[m, C_RECEIVED]
+        n_neg = counts[m, R_NEGATIVE]
+        removed = removed_slot[m]
+        first = 0
+        last = n - 1
+        if received < n:
+            while first < n and x[m, first] != x[m, first]:
+                first += 1
+            if first == n:
+                first = -1
+                last = -1
+            else:
+                while x[m, last] != x[m, last]:
+                    last -= 1
+        if has_sf and (received < n or n_neg > 0 or removed >= 0):
+            for s in range(first if first >= 0 else n):
+                slot_flags[m, s] = zero
+            for s in range(last + 1 if first >= 0 else n, n):
+                slot_flags[m, s] = zero
+            if n_neg > 0:
+                for s in range(n):
+                    if x[m, s] < 0.0:
+                        slot_flags[m, s] |= neg_bit
+        if removed >= 0:
+            n_after = 0
+            for s in range(removed, n):
+                if x[m, s] == x[m, s]:
+                    n_after += 1
+                    if has_sf:
+                        slot_flags[m, s] |= rar_bit
+            counts[m, R_READ_AFTER_REMOVAL] = n_after
         if first < 0:
             summ[m, C_FIRST] = -1
             summ[m, C_LAST] = -1
             summ[m, C_EXPECTED] = 0
+            summ[m, C_MISSING] = 0
             summ[m, C_GAPS] = 0
             summ[m, C_GAP_MAX] = 0
-            summ[m, C_MISSING] = 0
             continue
         expected = last - first + 1
         n_gap = expected - received
-        gaps, gap_max = _gap_runs(x, m, first, last, n_gap)
+        gaps = n_gap  # one missing slot is one run
+        gap_max = n_gap
+        if n_gap > 1:  # one scan, stopping after the last missing slot
+            gaps = 0
+            gap_max = 0
+            run = 0
+            seen = 0
+            for s in range(first, last + 1):
+                v = x[m, s]
+                if v != v:
+                    run += 1
+                    seen += 1
+                elif run > 0:
+                    gaps += 1
+                    gap_max = run if run > gap_max else gap_max
+                    run = 0
+                    if seen == n_gap:
+                        break
         summ[m, C_FIRST] = first
         summ[m, C_LAST] = last
         summ[m, C_EXPECTED] = expected
@@ -769,13 +657,98 @@ def _vee_rows(
         counts[m, R_GAP] = n_gap
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _vee_registers(lo, hi, reg, modulus, mult_obs, counts, day_flags):
+    """Register rules per period of rows ``lo`` … ``hi − 1``: negative consumption,
+    rollover, and multiplier change (``mult_obs`` (M, P) multiplier in force, or (0, 0))."""
+    n_p = reg.shape[1] - 1
+    has_m = mult_obs.shape[0] > 0
+    for m in range(max(lo, 0), hi):
+        mod = modulus[m]
+        for p in range(n_p):
+            a = reg[m, p]
+            b = reg[m, p + 1]
+            if not (np.isnan(a) or np.isnan(b)) and b < a:
+                if mod > 0.0 and a - b > 0.5 * mod:
+                    counts[m, R_ROLLOVER] += 1
+                    day_flags[m, p] |= np.uint16(1 << R_ROLLOVER)
+                else:
+                    counts[m, R_NEGATIVE] += 1
+                    day_flags[m, p] |= np.uint16(1 << R_NEGATIVE)
+            if has_m and p > 0:
+                u = mult_obs[m, p - 1]
+                w = mult_obs[m, p]
+                if not (np.isnan(u) or np.isnan(w)) and u != w:
+                    counts[m, R_MULTIPLIER_CHANGE] += 1
+                    day_flags[m, p] |= np.uint16(1 << R_MULTIPLIER_CHANGE)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _vee_tariffs(lo, hi, reg, tariffs, tol, counts, day_flags):
+    """示值不平 of rows ``lo`` … ``hi − 1``: total register vs Σ tariff registers
+    (``tariffs`` (M, T, P+1)) at every boundary; a boundary with any value missing is
+    skipped."""
+    n_p = reg.shape[1] - 1
+    for m in range(max(lo, 0), hi):
+        for p in range(n_p + 1):
+            tot = reg[m, p]
+            if np.isnan(tot):
+                continue
+            s = 0.0
+            ok = True
+            for t in range(tariffs.shape[1]):
+                v = tariffs[m, t, p]
+                if np.isnan(v):
+                    ok = False
+                    break
+                s += v
+            if ok and abs(tot - s) > tol:
+                counts[m, R_TOTAL_VS_TARIFFS] += 1
+                if p < n_p:
+                    day_flags[m, p] |= np.uint16(1 << R_TOTAL_VS_TARIFFS)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _vee_clock(lo, hi, clock, tolerance_s, reset_s, counts):
+    """Clock rules of rows ``lo`` … ``hi − 1`` over their clock checks (seconds meter −
+    master, NaN none): ``clock_tolerance`` counts checks beyond ``tolerance_s``;
+    ``time_reset`` counts steps between consecutive checks larger than ``reset_s``."""
+    for m in range(max(lo, 0), hi):
+        prev = np.nan
+        for k in range(clock.shape[1]):
+            v = clock[m, k]
+            if np.isnan(v):
+                continue
+            if abs(v) > tolerance_s:
+                counts[m, R_CLOCK_TOLERANCE] += 1
+            if not np.isnan(prev) and abs(v - prev) > reset_s:
+                counts[m, R_TIME_RESET] += 1
+            prev = v
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _vee_extras(lo, hi, estimated, duplicates, counts, summ):
+    """Duplicates (``duplicates`` (M,), or (0,)) and estimated slots (``estimated`` (M, S)
+    bool, or (0, 0)) of rows ``lo`` … ``hi − 1``."""
+    has_dup = duplicates.shape[0] > 0
+    has_est = estimated.shape[0] > 0
+    for m in range(max(lo, 0), hi):
+        if has_dup:
+            counts[m, R_DUPLICATE] = duplicates[m]
+        n_est = 0
+        if has_est:
+            for s in range(estimated.shape[1]):
+                n_est += 1 if estimated[m, s] else 0
+        summ[m, C_ESTIMATED] = n_est
+
+
 @njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
 def _vee_validate(
     x, x3, reg, modulus, outage, history, removed_slot, estimated, duplicates, tariffs,
     mult_obs, clock, params, counts, summ, slot_flags, sf3, day_flags,
 ):
-    """Validate meters in one parallel pass: completeness, slot, daily, register and clock
-    rules.
+    """Validate meters in one parallel pass over blocks of rows: completeness, slot, daily,
+    register and clock rules. A block's rows stay in cache between its passes.
 
     Args:
         x: (M, S) interval energy, NaN missing; S a whole number of days.
@@ -800,13 +773,24 @@ def _vee_validate(
     Every element of the outputs is written.
     """
     n = x.shape[0]
-    block = 1024
+    has_reg = reg.shape[0] > 0
+    has_t = tariffs.shape[0] > 0
+    has_clk = clock.shape[0] > 0
+    block = 256
     for b in prange((n + block - 1) // block):
-        _vee_rows(
-            b * block, min(n, (b + 1) * block), x, x3, reg, modulus, outage, history,
-            removed_slot, estimated, duplicates, tariffs, mult_obs, clock, params, counts,
-            summ, slot_flags, sf3, day_flags,
-        )
+        lo = b * block
+        hi = min(n, lo + block)
+        _vee_days(lo, hi, x3, sf3, reg, modulus, outage, history, params, counts, summ,
+                  day_flags)  # fmt: skip
+        _vee_slots(lo, hi, x, removed_slot, counts, summ, slot_flags)
+        if has_reg:
+            _vee_registers(lo, hi, reg, modulus, mult_obs, counts, day_flags)
+            if has_t:
+                _vee_tariffs(lo, hi, reg, tariffs, params[P_TARIFF_TOL], counts, day_flags)
+        if has_clk:
+            _vee_clock(lo, hi, clock, params[P_CLOCK_TOL], params[P_TIME_RESET], counts)
+        _vee_extras(lo, hi, estimated, duplicates, counts, summ)
+
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)

@@ -75,6 +75,53 @@ def test_matches_reference_on_random_fleets(seed, shuffle):
     assert len(set(got.state.ravel().tolist())) >= 2  # the random fleet exercises states
 
 
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_matches_reference_with_exchanges(seed, shuffle):
+    fwd, _, fe, _, area, role, mult, _, mod = _random_fleet(seed, shuffle=shuffle)
+    rng = np.random.default_rng(100 + seed)
+    n, n_b = fwd.shape
+    rows = []
+    for m in rng.choice(n, 10, replace=False):  # the new meter starts from a small reading
+        p = int(rng.integers(0, n_b - 1))
+        if np.isnan(fwd[m, p]) or np.isnan(fwd[m, p + 1]):
+            continue
+        old_end = fwd[m, p] + float(rng.uniform(0.0, 5.0))
+        new_start = float(rng.uniform(0.0, 2.0))
+        fwd[m, p + 1] = new_start + float(rng.uniform(0.0, 5.0))
+        fwd[m, p + 2 :] = np.nan  # later registers belong to the new meter: unknown here
+        rows.append((int(m), p, old_end, new_start))
+    assert rows
+    ex = MeterExchanges(*(np.array(c) for c in zip(*rows, strict=True)))
+    th, thd = _thresholds(7, coverage_min=0.0, estimated_max=100.0)
+    got = line_loss(
+        fwd, area=area, role=role, multiplier=mult, rollover=mod, forward_estimated=fe,
+        exchanges=ex, thresholds=th,
+    )  # fmt: skip
+    no_rev = np.zeros(n, dtype=bool)
+    want = naive.line_loss(fwd, None, fe, None, area, role, mult, no_rev, mod, 7, thd, rows)
+    npt.assert_allclose(got.supply_kwh, want["supply"], rtol=1e-12)
+    npt.assert_allclose(got.sales_kwh, want["sales"], rtol=1e-12)
+    npt.assert_allclose(got.rate, want["rate"], rtol=1e-9, atol=1e-12)
+    npt.assert_array_equal(got.state, want["state"])
+
+
+def test_unsorted_meters_give_the_sorted_result():
+    fwd, rev, fe, re_, area, role, mult, bidi, mod = _random_fleet(4, shuffle=False)
+    kw = {"multiplier": mult, "bidirectional": bidi, "rollover": mod, "reverse": rev,
+          "forward_estimated": fe, "reverse_estimated": re_}  # fmt: skip
+    want = line_loss(fwd, area=area, role=role, **kw)
+    perm = np.random.default_rng(5).permutation(area.size)
+    kw_p = {k: v[perm] for k, v in kw.items()}
+    got = line_loss(fwd[perm], area=area[perm], role=role[perm], **kw_p)
+    for name in ("supply_kwh", "sales_kwh", "loss_kwh", "rate", "coverage", "estimated_share"):
+        # within an area the terms are summed in the given row order
+        npt.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-12, atol=1e-12)
+    npt.assert_array_equal(got.state, want.state)
+    with pytest.raises(ValueError, match="area indices"):
+        line_loss(fwd[perm], area=area[perm], role=role[perm], n_areas=3, **kw_p)
+
+
 def test_meter_energy_matches_reference_with_exchanges_and_rollover():
     rng = np.random.default_rng(3)
     reg = np.cumsum(rng.gamma(2, 3, (20, 8)), axis=1) + 999_950.0

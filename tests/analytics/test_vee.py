@@ -94,6 +94,28 @@ def test_validate_matches_reference(seed):
     assert got.expected[2] == 0 and got.first[2] == -1
 
 
+@pytest.mark.parametrize("spike_min", [0.0, 0.2, 1.5, np.inf, -1.0])
+def test_validate_matches_reference_with_unusual_values_and_thresholds(spike_min):
+    x, reg, outage, history, removed = _random_intervals(7)
+    x[13, 40] = np.inf
+    x[14, 41] = -np.inf
+    x[15, 5 * SPD : 6 * SPD] = -0.0  # a day of negative zeros: zero consumption
+    x[16, 50:53] = 2.0
+    mod = np.full(x.shape[0], 1e6)
+    cfg = VeeSettings(spike_min_kwh=spike_min)
+    with np.errstate(invalid="ignore"):
+        got = validate(x, slots_per_day=SPD, registers=reg, rollover=mod, outage=outage,
+                       history_daily=history[:, 0], removed_slot=removed, settings=cfg)  # fmt: skip
+        counts, summ = naive.vee(x, SPD, reg, mod, outage, history, removed, cfg)
+    npt.assert_array_equal(got.counts, counts)
+    pairs = (("first", "first"), ("last", "last"), ("expected", "expected"),
+             ("received", "received"), ("gaps", "gaps"), ("gap_slots_max", "gap_max"))  # fmt: skip
+    for key, ref in pairs:
+        npt.assert_array_equal(getattr(got, key), summ[ref])
+    spikes = ((got.slot_flags >> SLOT_RULES.index("spike")) & 1).sum(1)
+    npt.assert_array_equal(spikes, got.counts[:, COL["spike"]])
+
+
 def test_edge_cases_empty_single_constant():
     r = validate(np.empty((0, SPD)), slots_per_day=SPD)
     assert r.counts.shape == (0, len(RULES))
