@@ -19,10 +19,10 @@ FASTMATH = False
 FASTMATH_FINITE = {"reassoc", "contract"}
 #: Flags for NaN-aware reductions: reassociation only, so ``v == v`` still tests for NaN.
 FASTMATH_SUM = {"reassoc"}
-#: Inlining of the helpers called in hot loops (numba IR level). Helpers take parent arrays
-#: and indices, never views: a view, or an array passed to a function that is not inlined,
-#: costs an atomic reference-count update, and the threads would share those counters.
-#: An inlined helper runs with its caller's fastmath flags.
+#: Inlining (numba IR level) of small helpers. In hot loops a helper takes scalars only: a
+#: helper that takes arrays, inlined or not, and an array view both update the arrays'
+#: reference counts, atomics on counters every thread shares. Helpers that take arrays run
+#: on rare paths only. An inlined helper runs with its caller's fastmath flags.
 INLINE = "always"
 
 # ---------------------------------------------------------------------------------------------
@@ -477,9 +477,10 @@ def _vee_days(lo, hi, x3, sf3, reg, modulus, outage, history, params, counts, su
 
     One vectorised loop per day sums the received values, counts them and counts unusual
     values (≤ 0, or ≥ ``spike_min``: zero, negative and spike candidates); only a day with
-    unusual values is scanned again (exactly). With ``sf3`` (the slot mask as (M, D, spd)) the loop
-    writes every slot: the gap bit where the value is missing (``_vee_slots`` clears it
-    outside the row's first … last and adds the other bits); a spike sets its bit here.
+    unusual values is scanned again, exactly. With ``sf3`` (the slot mask as (M, D, spd))
+    the loop writes every slot: the gap bit where the value is missing (``_vee_slots``
+    clears it outside the row's first … last and adds the other bits); a spike sets its
+    bit here.
 
     Writes the whole count row (interval negatives in ``R_NEGATIVE``), ``summ[:, C_RECEIVED]``
     and every day's flags. Reassociation (``FASTMATH_SUM``) is for the day sums; the other

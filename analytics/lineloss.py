@@ -398,8 +398,10 @@ def line_loss(
 
     # Meters sorted by area (the storage layer's natural order): one parallel pass checks the
     # areas and roles and computes every area.
+    # The area count is then the last meter's area + 1 (thresholds sized for another count
+    # mean the meters are not in order, or an error the checked path below reports).
     n_a = int(n_areas) if n_areas is not None else (int(area_i[-1]) + 1 if n_m else 0)
-    if n_a >= 0:
+    if n_a >= 0 and _thresholds_fit(th, n_a):
         res, state, thr = _outputs(th, n_a, n_p)
         if _run(fwd, rev, fe, re_, area_i, role_i, mult, bidi, mod, ex, thr, res, state) == 0:
             return _arrays(res, state)
@@ -451,6 +453,15 @@ def _run(
     return int(
         k._line_loss(fwd, rev, fe, re_, area, role, mult, bidi, mod, *ex, thr, res, state, n_chunks)
     )
+
+
+_THRESHOLDS = ("band_lo", "band_hi", "coverage_min", "estimated_max", "low_energy_kwh")
+
+
+def _thresholds_fit(th: LossThresholds, n_a: int) -> bool:
+    """Every threshold is a scalar or has one value per area."""
+    return all(np.ndim(getattr(th, name)) == 0 or np.shape(getattr(th, name)) == (n_a,)
+               for name in _THRESHOLDS)  # fmt: skip
 
 
 def _outputs(

@@ -120,6 +120,15 @@ def test_unsorted_meters_give_the_sorted_result():
     npt.assert_array_equal(got.state, want.state)
     with pytest.raises(ValueError, match="area indices"):
         line_loss(fwd[perm], area=area[perm], role=role[perm], n_areas=3, **kw_p)
+    # per-area thresholds with unsorted meters whose last area is not the largest
+    assert int(area[perm][-1]) != 6
+    band = np.linspace(5.0, 12.0, 7)
+    got = line_loss(fwd[perm], area=area[perm], role=role[perm],
+                    thresholds=LossThresholds(band_hi=band), **kw_p)  # fmt: skip
+    want = line_loss(fwd, area=area, role=role, thresholds=LossThresholds(band_hi=band), **kw)
+    npt.assert_array_equal(got.state, want.state)
+    with pytest.raises(ValueError, match="band_hi"):
+        line_loss(fwd, area=area, role=role, thresholds=LossThresholds(band_hi=band[:3]), **kw)
 
 
 def test_meter_energy_matches_reference_with_exchanges_and_rollover():
