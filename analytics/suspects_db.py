@@ -265,14 +265,8 @@ def rank_area(series: AreaSeries, *, fit_settings: FitSettings | None = None,
     first = fit_meter_errors(series.supply, series.customers, settings=fit_settings,
                              slots_per_day=spd, slot_length=series.slot_length,
                              extra=_export(series))
-    why = data_sufficiency(first, series.grid.n_slots, slots_per_day=spd,
-                           settings=fit_settings)
-    if why is not None:
-        rows = [Suspect(series.area, number, "meter_error", 0.0,
-                        _num(first.error[i]), _num(first.uncertainty[i]), None,
-                        {"insufficient_data": why})
-                for i, number in enumerate(series.numbers)]
-        return SuspectReport(rows, {series.area: why})
+    if not first.in_fit.any():
+        return _insufficient(series, first, fit_settings)
     th = np.where(first.in_fit, first.theta, 1.0)
     gross = (np.abs(th) < cfg.wrong_area_theta) | (th < -cfg.wrong_area_theta)
     if not gross.any() or gross.all():
@@ -282,8 +276,8 @@ def rank_area(series: AreaSeries, *, fit_settings: FitSettings | None = None,
                   numbers=[n for n, k in zip(series.numbers, keep, strict=True) if k],
                   ids=[i for i, k in zip(series.ids, keep, strict=True) if k],
                   export_missing=series.export_missing[keep])
-    rows = list(_rank_fitted(sub, fit_settings=fit_settings, settings=cfg,
-                                    night=night).suspects)
+    sub_rep = _rank_fitted(sub, fit_settings=fit_settings, settings=cfg, night=night)
+    rows = list(sub_rep.suspects)
     out = {series.numbers[i] for i in np.flatnonzero(gross)}
     for s in _rank(series, first, None, cfg).suspects:
         if s.meter in out:
@@ -291,8 +285,23 @@ def rank_area(series: AreaSeries, *, fit_settings: FitSettings | None = None,
             ev["refit_without"] = True
             rows.append(Suspect(s.area, s.meter, s.kind, s.score, s.error_estimate,
                                 s.uncertainty, s.since, ev))
-    rows.sort(key=lambda s: -s.score)
-    return SuspectReport(rows)
+    rows.sort(key=lambda s: (-s.score, -s.evidence.get("sigma", 0.0)))
+    return SuspectReport(rows, dict(sub_rep.insufficient))
+
+
+def _insufficient(series: AreaSeries, fit: Any, fit_settings: FitSettings | None
+                  ) -> SuspectReport:
+    """Every meter of an area whose balance cannot be judged, at score 0, with the reason.
+
+    Estimates are kept where the fit made them (CONTRACTS.md: ``error_estimate`` for every
+    meter the fit covers); no meter is an alert.
+    """
+    why = data_sufficiency(fit, series.grid.n_slots, slots_per_day=series.grid.spd,
+                           settings=fit_settings) or "insufficient data"
+    rows = [Suspect(series.area, number, "meter_error", 0.0, _num(fit.error[i]),
+                    _num(fit.uncertainty[i]), None, {"insufficient_data": why})
+            for i, number in enumerate(series.numbers)]
+    return SuspectReport(rows, {series.area: why})
 
 
 def _rank_fitted(series: AreaSeries, *, fit_settings: FitSettings | None,
@@ -321,6 +330,9 @@ def _rank_fitted(series: AreaSeries, *, fit_settings: FitSettings | None,
     if fit.in_fit.any():
         track = track_meter_errors(series.supply, series.customers, every=series.grid.spd,
                                    settings=fit_settings, slot_length=series.slot_length)
+    if data_sufficiency(fit, series.grid.n_slots, slots_per_day=spd,
+                        settings=fit_settings) is not None:
+        return _insufficient(series, fit, fit_settings)
     ranked = _rank(series, fit, track, cfg)
     is_night = _day_part(series.grid, night)
     f_n = fit_meter_errors(series.supply, series.customers, fit_slots=is_night,
@@ -566,7 +578,8 @@ async def _place_wrong_area(
                       export_missing=aug.export_missing[keep])
         moved = {offered[j][1] for j in found}
         redo = rank_area(sub, fit_settings=fit_settings, settings=cfg)
-        ranked[b] = SuspectReport([s for s in redo.suspects if s.meter not in moved])
+        ranked[b] = SuspectReport([s for s in redo.suspects if s.meter not in moved],
+                                  dict(redo.insufficient))
         for j in found:
             placed[(offered[j][0], offered[j][1])] = (b, float(fit.theta[n + j]))
     for home in {h for h, _ in placed}:
@@ -579,7 +592,7 @@ async def _place_wrong_area(
                 s = Suspect(s.area, s.meter, s.kind, s.score, s.error_estimate,
                             s.uncertainty, s.since, ev)
             rows.append(s)
-        ranked[home] = SuspectReport(rows)
+        ranked[home] = SuspectReport(rows, dict(ranked[home].insufficient))
 
 
 def format_suspects(report: SuspectReport) -> str:

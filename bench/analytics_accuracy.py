@@ -370,8 +370,11 @@ def pv_not_collected(server: str, areas: int, seed: int) -> dict[str, Any]:
     alerted = {r.area for r in rows if r.score >= 1.0}
     return {"areas": areas, "alerts": sum(r.score >= 1.0 for r in rows),
             "areas_with_alert": len(alerted),
-            "note": "the uncollected PV meters cannot be named from the archive; an area "
-                    "whose midday residual drops is ranked from its night fit"}
+            "alert_kinds": sorted({r.kind for r in rows if r.score >= 1.0}),
+            "note": "the uncollected PV meters cannot be named from the archive; the export "
+                    "the area's bidirectional meters collect enters the balance as a free "
+                    "regressor that takes the uncollected share, instead of the exporting "
+                    "meters' θ (every alert here is false)"}
 
 
 def screening(server: str) -> dict[str, Any]:
