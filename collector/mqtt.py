@@ -208,6 +208,8 @@ class _GaveUp(Exception):
 
 
 _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+_YIELD_READINGS: Final = 2000
+"""The assembler lets other tasks run after decoding about this many readings."""
 
 
 class MqttCollector:
@@ -222,6 +224,8 @@ class MqttCollector:
         max_group_messages: Most uplinks in one transaction.
         max_group_readings: Most readings in one transaction.
         linger_s: How long a group waits for more uplinks before it is written.
+        pipeline_depth: Groups written at once, each in its own transaction on its own
+            connection (1: one after the other).
         retry_base_s: First backoff after a database failure.
         retry_cap_s: Largest backoff.
         grace_s: On stop, how long an unfinished commit may take before it is abandoned
@@ -244,6 +248,7 @@ class MqttCollector:
         max_group_messages: int = 400,
         max_group_readings: int = 25_000,
         linger_s: float = 0.02,
+        pipeline_depth: int = 2,
         retry_base_s: float = 0.5,
         retry_cap_s: float = 15.0,
         grace_s: float = 10.0,
@@ -255,6 +260,9 @@ class MqttCollector:
     ) -> None:
         if max_group_messages < 1 or max_group_readings < 1:
             raise ValueError("group limits must be positive")
+        if pipeline_depth < 1:
+            raise ValueError("pipeline_depth must be ≥ 1")
+        self.pipeline_depth = pipeline_depth
         self.link = link
         self._db_url = db_url
         self.clock: Clock = clock or WallClock()
@@ -286,6 +294,7 @@ class MqttCollector:
         self._wake_pending = False
         self._held = 0
         self._refused: str | None = None
+        self._failure: Exception | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, db_url: str, *, instance: int = 1,
@@ -488,6 +497,7 @@ class MqttCollector:
                 continue
             group = [_Work(first, decode(first.topic, first.payload, limits=self.limits))]
             readings = len(group[0].decoded.items)
+            next_yield = readings + _YIELD_READINGS
             deadline = time.monotonic() + self.linger_s
             while (len(group) < self.max_group_messages and readings < self.max_group_readings
                    and not self._stop.is_set()):
@@ -504,25 +514,69 @@ class MqttCollector:
                 work = _Work(nxt, decode(nxt.topic, nxt.payload, limits=self.limits))
                 group.append(work)
                 readings += len(work.decoded.items)
+                if readings >= next_yield:  # let the writer's I/O go on between decodes
+                    next_yield = readings + _YIELD_READINGS
+                    await asyncio.sleep(0)
             await groups.put(group)
         await groups.put(None)
 
     async def _write(self, pool: AsyncConnectionPool,
                      groups: asyncio.Queue[list[_Work] | None]) -> None:
-        """Commit groups in order; acknowledge and receipt each after its commit."""
-        while True:
-            group = await groups.get()
-            if group is None:
-                return
+        """Commit groups, up to ``pipeline_depth`` at once on as many connections.
+
+        While one group's COPY and commit run, the next group's COPY already streams on
+        another connection, so the database never waits for the collector between groups.
+        Each group is acknowledged and receipted only after its own commit, and groups are
+        acknowledged in the order they were received.
+        """
+        order: asyncio.Queue[tuple[list[_Work], asyncio.Task[list[Outcome]]] | None] = (
+            asyncio.Queue())
+        slots = asyncio.Semaphore(self.pipeline_depth)
+        completer = asyncio.create_task(self._complete_in_order(order, slots))
+        completer.add_done_callback(self._task_ended)
+        commits: set[asyncio.Task[list[Outcome]]] = set()
+        try:
+            while True:
+                group = await groups.get()
+                if group is None:
+                    break
+                await slots.acquire()
+                task = asyncio.create_task(self._commit(pool, group))
+                commits.add(task)
+                task.add_done_callback(commits.discard)
+                order.put_nowait((group, task))
+            order.put_nowait(None)
+            await completer
+        finally:  # cancelled (grace over): abandon what is open, unacknowledged
+            completer.cancel()
+            for task in list(commits):
+                task.cancel()
+            await asyncio.gather(completer, *commits, return_exceptions=True)
+
+    async def _complete_in_order(
+        self, order: asyncio.Queue[tuple[list[_Work], asyncio.Task[list[Outcome]]] | None],
+        slots: asyncio.Semaphore,
+    ) -> None:
+        """Receipt and acknowledge committed groups in the order they were received."""
+        while (item := await order.get()) is not None:
             try:
-                outcomes = await self._commit(pool, group)
-            except _GaveUp:
-                log.warning("stopping with %d uplink(s) uncommitted; the broker keeps them",
-                            len(group))
-                return
-            self._publish_receipts(group, outcomes)
-            self._ack(group)
-            self._account(group, outcomes)
+                await self._complete(*item)
+            finally:
+                slots.release()
+
+    async def _complete(self, group: list[_Work],
+                        task: asyncio.Task[list[Outcome]]) -> bool:
+        """Wait for one group's commit, then receipt and acknowledge it; False if abandoned."""
+        try:
+            outcomes = await task
+        except _GaveUp:
+            log.warning("stopping with %d uplink(s) uncommitted; the broker keeps them",
+                        len(group))
+            return False
+        self._publish_receipts(group, outcomes)
+        self._ack(group)
+        self._account(group, outcomes)
+        return True
 
     def _account(self, group: Sequence[_Work], outcomes: Sequence[Outcome]) -> None:
         st = self.stats
@@ -639,6 +693,19 @@ class MqttCollector:
                 return
             await asyncio.sleep(0.1)
 
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A pipeline task that fails stops the collector (what it held stays unacknowledged)."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("collector task %s failed; stopping", task.get_coro().__qualname__,
+                  exc_info=exc)
+        if self._failure is None and isinstance(exc, Exception):
+            self._failure = exc
+        self._stop_requested.set()
+        assert self._stop is not None
+        self._stop.set()
+
     # ------------------------------------------------------------------ main
     async def async_run(self, stop_event: Any = None, *, install_signals: bool = False) -> None:
         """Run until :meth:`stop` (or ``stop_event``, an ``asyncio`` or ``threading`` event).
@@ -666,8 +733,10 @@ class MqttCollector:
             from prometheus_client import start_http_server
 
             start_http_server(self.metrics_port)
-        pool = AsyncConnectionPool(self._db_url, open=False, min_size=1, max_size=2,
-                                   check=AsyncConnectionPool.check_connection,
+        # no check on every checkout (a round trip per group): a broken connection fails
+        # its group, which is retried, and the pool replaces it
+        pool = AsyncConnectionPool(self._db_url, open=False, min_size=1,
+                                   max_size=self.pipeline_depth + 1,
                                    name="meterhub-mqtt", timeout=self.pool_timeout_s,
                                    reconnect_timeout=24 * 3600.0)
         try:
@@ -693,12 +762,16 @@ class MqttCollector:
             tasks = [asyncio.create_task(self._assemble(groups)), writer,
                      asyncio.create_task(self._housekeeping()),
                      asyncio.create_task(self._watch(stop_event))]
+            for t in tasks:
+                t.add_done_callback(self._task_ended)
             await self._stop.wait()
             log.info("stopping: finishing commits in progress (grace %.0f s)", self.grace_s)
             try:
                 await asyncio.wait_for(asyncio.shield(writer), timeout=self.grace_s + 1.0)
             except TimeoutError:
                 log.warning("grace period over; abandoning the commit in progress")
+            if self._failure is not None:
+                raise self._failure
             if self._refused is not None and self.stats.received == 0:
                 raise BrokerRefused(f"{self.link.endpoint} refused the connection: "
                                     f"{self._refused}", endpoint=self.link.endpoint)
