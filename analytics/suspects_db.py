@@ -267,8 +267,17 @@ def rank_area(series: AreaSeries, *, fit_settings: FitSettings | None = None,
                              extra=_export(series))
     if not first.in_fit.any():
         return _insufficient(series, first, fit_settings)
+    # a gross misfit must show in the night slots too: export that no meter collects can
+    # distort the day slots of an area far enough to push a small meter's θ to 0
+    night_fit = fit_meter_errors(series.supply, series.customers,
+                                 fit_slots=_day_part(series.grid, night),
+                                 settings=fit_settings, slots_per_day=spd,
+                                 slot_length=series.slot_length, extra=_export(series))
     th = np.where(first.in_fit, first.theta, 1.0)
     gross = (np.abs(th) < cfg.wrong_area_theta) | (th < -cfg.wrong_area_theta)
+    if night_fit.in_fit.any():
+        th_n = np.where(night_fit.in_fit, night_fit.theta, 1.0)
+        gross &= (np.abs(th_n) < cfg.wrong_area_theta) | (th_n < -cfg.wrong_area_theta)
     if not gross.any() or gross.all():
         return _rank_fitted(series, fit_settings=fit_settings, settings=cfg, night=night)
     keep = ~gross
