@@ -9,7 +9,8 @@ Delivery contract::
                                                      └──▶ down/receipt to the concentrator
 
 * paho-mqtt 2.x, MQTT v5, a persistent session (``clean_start`` false, a session expiry) under a
-  stable client id (``meterhub-collector-<n>``), QoS 1 and *manual* acknowledgements: a message
+  stable client id (``meterhub-collector-<instance>``, the ``collector_instance`` setting or
+  ``--instance``), QoS 1 and *manual* acknowledgements: a message
   is acknowledged only after its readings are committed, or after it was quarantined and that
   is committed. A collector killed at any point loses nothing: the broker redelivers what was
   not acknowledged, and the idempotent ingest stores a redelivered reading once.
@@ -23,6 +24,19 @@ Delivery contract::
   broker redelivers what was not acknowledged (same session), so messages of an earlier
   connection are stored but never acknowledged on the new one (their packet ids may already
   name other messages there).
+* Scaling out: every instance subscribes in the one share group ``meterhub`` under its own
+  client id, and the broker splits the uplinks between them. Mosquitto 2.0 keeps a stopped
+  instance's persistent session *in* the group: its share of new uplinks is queued in that
+  session until it comes back (nothing is lost, but it waits). Retire an instance by starting
+  it once more until it has drained, or rely on the concentrators re-sending batches without
+  a receipt once its session expired. Two processes with the same instance take the session
+  from each other: the one pushed out logs an error naming the client id.
+* The broker must keep sessions over its own restarts (``persistence true``, as meterhub's
+  provisioned Mosquitto does): the session comes back with what was queued in it and not
+  acknowledged, the collector reconnects on its own and subscribes again on every connect.
+  Mosquitto 2.0 (2.0.11 measured) restores a session but not its *shared* subscription, so
+  uplinks published between the broker's restart and the collector's reconnect reach no
+  subscriber; the concentrators' re-sending of batches without a receipt covers that gap.
 * Many messages go into one transaction with one binary COPY per table; after the commit each
   batch gets a ``down/receipt`` so the concentrator may delete its buffer.
 * Unknown meters, invalid, oversized or garbage payloads and undecodable frames are quarantined
@@ -45,6 +59,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -75,6 +90,27 @@ log = logging.getLogger(__name__)
 
 SHARE_GROUP: Final = "meterhub"
 """Share group of the collectors' subscription (``$share/meterhub/…``)."""
+CLIENT_ID_PREFIX: Final = "meterhub-collector-"
+"""A collector's MQTT client id is this prefix and its instance name."""
+_INSTANCE: Final = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+def check_instance(instance: int | str) -> str:
+    """A collector instance name (``1``, ``a``, ``host-2``), checked.
+
+    Raises:
+        ValueError: Not 1-32 letters, digits, ``_``, ``.`` or ``-``.
+    """
+    name = str(instance)
+    if isinstance(instance, bool) or not _INSTANCE.fullmatch(name):
+        raise ValueError(f"collector instance {name!r}: use 1-32 letters, digits, '_', '.' "
+                         "or '-'")
+    return name
+
+
+def client_id_for(instance: int | str) -> str:
+    """The stable MQTT client id of a collector instance: ``meterhub-collector-<instance>``."""
+    return CLIENT_ID_PREFIX + check_instance(instance)
 
 # --- metrics (registered on import, served only if a port is given) --------------------------
 MESSAGES = Counter("meterhub_mqtt_messages", "MQTT uplinks committed", ["kind", "outcome"])
@@ -189,6 +225,8 @@ class Stats:
         receipts: Receipts published.
         db_retries: Commits retried after a database failure.
         groups: Transactions committed.
+        connects: Connections the broker accepted (the first and every reconnect).
+        sessions_resumed: Of those, how many found the persistent session still there.
     """
 
     received: int = 0
@@ -201,6 +239,8 @@ class Stats:
     receipts: int = 0
     db_retries: int = 0
     groups: int = 0
+    connects: int = 0
+    sessions_resumed: int = 0
 
 
 class _GaveUp(Exception):
@@ -208,6 +248,7 @@ class _GaveUp(Exception):
 
 
 _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+_SESSION_TAKEN_OVER: Final = 0x8E
 _YIELD_READINGS: Final = 2000
 """The assembler lets other tasks run after decoding about this many readings."""
 
@@ -297,33 +338,34 @@ class MqttCollector:
         self._failure: Exception | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any, db_url: str, *, instance: int = 1,
+    def from_settings(cls, settings: Any, db_url: str, *, instance: int | str | None = None,
                       **options: Any) -> MqttCollector:
         """A collector configured from meterhub's settings.
 
-        The client id is ``<collector username>-<instance>`` (``meterhub-collector-1``): stable
-        across restarts, distinct per process of the share group.
+        The client id is ``meterhub-collector-<instance>``: stable across restarts (its
+        persistent session keeps what was not acknowledged) and distinct per process; all
+        instances share one share group, so the broker splits the uplinks between them.
 
         Args:
             settings: :class:`meterhub.settings.Settings`.
             db_url: The database URL.
-            instance: This process's number within the share group (≥ 1).
+            instance: This process's name within the share group; default: the
+                ``collector_instance`` setting (``METERHUB_COLLECTOR_INSTANCE``).
             **options: Further keyword arguments of :class:`MqttCollector`, and of
                 :class:`MqttLink` (``receive_maximum``, ``session_expiry_s``, ``keepalive``,
                 ``group``, ``client_id`` to override the derived id).
 
         Raises:
-            ValueError: A bad instance number or broker URL.
+            ValueError: A bad instance name or broker URL.
         """
         from meterhub.provision.broker import collector_credentials
 
-        if instance < 1:
-            raise ValueError("instance must be ≥ 1")
+        name = check_instance(
+            getattr(settings, "collector_instance", "1") if instance is None else instance)
         url, user, password = collector_credentials(settings)
         link_options = {k: options.pop(k) for k in ("receive_maximum", "session_expiry_s",
                                                     "keepalive", "group") if k in options}
-        client_id = options.pop("client_id", None) or (
-            f"{user or 'meterhub-collector'}-{instance}")
+        client_id = options.pop("client_id", None) or client_id_for(name)
         link = MqttLink.from_url(url, username=user, password=password, client_id=client_id,
                                  **link_options)
         options.setdefault("default_interval", settings.default_interval_min)
@@ -369,7 +411,7 @@ class MqttCollector:
             client.tls_set()
         client.max_queued_messages_set(10_000)
         client.max_inflight_messages_set(100)
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -393,8 +435,11 @@ class MqttCollector:
         with self._gen_lock:
             self._generation += 1
         self._refused = None
+        resumed = bool(getattr(flags, "session_present", False))
+        self.stats.connects += 1
+        self.stats.sessions_resumed += resumed
         log.info("connected to %s as %s (session present: %s)", self.link.endpoint,
-                 self.link.client_id, getattr(flags, "session_present", None))
+                 self.link.client_id, resumed)
         client.subscribe(shared_uplink_filter(self.link.group), qos=1)
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int,
@@ -404,6 +449,10 @@ class MqttCollector:
             log.error("subscription to the uplinks refused: %s", reason_codes)
             return
         self.connected.set()
+        loop = self._loop
+        if loop is not None:  # the heartbeat shows the new state at once
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._write_heartbeat)
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
@@ -411,7 +460,10 @@ class MqttCollector:
         with self._gen_lock:
             self._generation += 1
         self.connected.clear()
-        if not self._stop_requested.is_set():
+        if getattr(reason_code, "value", None) == _SESSION_TAKEN_OVER:
+            log.error("another process connected as %s and took this collector's session: "
+                      "give each collector process its own instance", self.link.client_id)
+        elif not self._stop_requested.is_set():
             log.warning("disconnected from %s: %s; reconnecting", self.link.endpoint,
                         reason_code)
 
@@ -813,7 +865,7 @@ def heartbeat_age(path: Path) -> float | None:
 
 
 def run_mqtt_collector(settings: Any, db_url: str, *, stop_event: Any = None,
-                       instance: int = 1, **options: Any) -> None:
+                       instance: int | str | None = None, **options: Any) -> None:
     """Run one MQTT collector until SIGTERM/SIGINT or ``stop_event`` (the ``collect`` entry).
 
     Args:
@@ -821,8 +873,8 @@ def run_mqtt_collector(settings: Any, db_url: str, *, stop_event: Any = None,
             ``meterhub.provision.broker.collector_credentials``).
         db_url: The database URL (migrated).
         stop_event: Optional ``threading.Event`` or ``asyncio.Event`` that stops it.
-        instance: This process's number in the share group (client id
-            ``meterhub-collector-<instance>``).
+        instance: This process's name in the share group (client id
+            ``meterhub-collector-<instance>``); default: the ``collector_instance`` setting.
         **options: Further keyword arguments of :class:`MqttCollector`.
 
     Raises:
@@ -886,7 +938,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m collector.mqtt", description=__doc__
                                      .splitlines()[0])
     parser.add_argument("--db-url", help="database URL (default: the configured one)")
-    parser.add_argument("--instance", type=int, default=1, help="number in the share group")
+    parser.add_argument("--instance", default=None,
+                        help="name in the share group (default: METERHUB_COLLECTOR_INSTANCE)")
     parser.add_argument("--max-group-messages", type=int, default=400)
     parser.add_argument("--max-group-readings", type=int, default=25_000)
     parser.add_argument("--receive-maximum", type=int, default=1000)

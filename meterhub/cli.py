@@ -559,6 +559,11 @@ def collect(
         bool, typer.Option("--check", help="Exit 0 only if a running collector's heartbeat is "
                            "fresh (for health checks).")
     ] = False,
+    instance: Annotated[
+        str | None,
+        typer.Option("--instance", help="This process's name among the MQTT collectors (client "
+                     "id meterhub-collector-NAME); default METERHUB_COLLECTOR_INSTANCE or 1."),
+    ] = None,
 ) -> None:
     """Run the collectors (DL/T 645, Modbus, MQTT) for the archive in the database."""
     if check:
@@ -577,6 +582,13 @@ def collect(
     from collector.service import collect_command
 
     settings, url = database_for_command()
+    if instance is not None:
+        from collector.mqtt import check_instance
+
+        try:
+            settings = settings.model_copy(update={"collector_instance": check_instance(instance)})
+        except ValueError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
     try:
         config = CollectorConfig.from_mapping(settings.collector)
     except (ValueError, TypeError) as exc:

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     estimated_max: float = Field(default=5.0, ge=0, le=100)
     low_energy_kwh: float = Field(default=20.0, ge=0)
     log_level: str = "INFO"
+    collector_instance: str = Field(
+        default="1", pattern=r"^[A-Za-z0-9_.-]{1,32}$",
+        description="this collector process's name within the share group: its MQTT client id "
+        "is meterhub-collector-<instance>, stable across restarts and distinct per process",
+    )
     collector: dict[str, Any] = Field(
         default_factory=dict,
         description="collector settings: a [collector] table (timeouts, retries, DTU listener, "

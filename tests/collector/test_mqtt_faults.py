@@ -81,6 +81,8 @@ class Concentrator:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *_a: self.connected.clear()
         self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+        self.broker_acked = 0
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 120
         self.client.connect_async(host, port, keepalive=10, clean_start=False, properties=props)
@@ -92,6 +94,10 @@ class Concentrator:
         if not rc.is_failure:
             client.subscribe(f"meterhub/v1/c/{self.id}/down/#", qos=1)
             self.connected.set()
+
+    def _on_publish(self, *_args: Any) -> None:
+        with self._lock:
+            self.broker_acked += 1
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         del client, userdata
@@ -386,15 +392,56 @@ async def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
     assert "SIGKILL" not in log.read_text() and "Traceback" not in log.read_text()
 
 
-async def test_broker_restart_while_messages_flow(rig: Rig) -> None:
+async def test_broker_restart_keeps_the_session_without_resends(rig: Rig) -> None:
+    """(2) The broker is stopped gracefully (``meterhub.provision.broker.down``) and started
+    again (``meterhub broker up``) while the collector holds a full window of uplinks it could
+    not commit yet (readings tables locked) and more wait queued in its session: nothing is
+    lost, nothing stored twice, and the concentrator re-sends nothing.
+
+    The broker saves the collector's persistent session on the way down and restores it, with
+    the queued and unacknowledged uplinks, on the way up; the collector reconnects on its own,
+    finds its session, subscribes again (Mosquitto 2.0 does not restore a *shared*
+    subscription) and gets everything redelivered. What it had stored from the old
+    connection but not acknowledged comes again and is counted as duplicates."""
+    collector = rig.collector(receive_maximum=8, max_group_messages=4)
+    async with running(collector):
+        conc = rig.concentrator()
+        try:
+            with table_lock(rig.db_url):
+                for batch, topic, payload in rig.batches(20):
+                    conc.publish(topic, payload, batch=batch)
+                await _wait_for(lambda: collector.stats.received >= 8 and
+                                conc.broker_acked >= 20, 20, "a full window, the rest queued")
+                await asyncio.to_thread(rig.broker.down)
+                await asyncio.to_thread(rig.broker.up)
+            # no re-sending: the restored session and the reconnect must be enough
+            await _wait_for(lambda: collector.stats.connects >= 2 and
+                            collector.connected.is_set(), 20, "the collector to reconnect")
+            await asyncio.to_thread(conc.connected.wait, 15)
+            for batch, topic, payload in rig.batches(10, start=20):
+                conc.publish(topic, payload, batch=batch)
+            await _wait_for(lambda: _count(rig.db_url, rig.numbers) >= len(rig.published), 25,
+                            "every reading after the broker restart")
+            await _wait_for(lambda: not conc.pending, 10, "receipts for every batch")
+            await asyncio.sleep(0.5)  # any late duplicate would have to fit the primary key
+        finally:
+            conc.close()
+    _assert_exactly(rig)
+    assert collector.stats.sessions_resumed >= 1
+    assert collector.stats.inserted == len(rig.published)
+    assert collector.stats.db_retries == 0
+
+
+async def test_broker_restart_while_messages_flow_with_resends(rig: Rig) -> None:
     """(2) The broker is stopped gracefully (``meterhub.provision.broker.down``) and started
     again (``meterhub broker up``, a separate process so the broker is not this test's child)
     while a concentrator publishes: nothing is lost, nothing stored twice.
 
-    What carries the guarantee across the restart is the receipt protocol: the concentrator
+    Uplinks published between the broker's start and the collector's re-subscription reach
+    no subscriber: Mosquitto 2.0 restores a persistent session and what is queued in it, but
+    not its *shared* subscription. The receipt protocol bridges that gap: the concentrator
     re-sends every batch it has no receipt for, and the idempotent ingest stores a re-sent
-    reading once. (Uplinks published between the broker's start and the collector's
-    re-subscription reach no subscriber, so the broker alone cannot bridge the gap.)"""
+    reading once."""
 
     collector = rig.collector()
     async with running(collector):
@@ -416,6 +463,99 @@ async def test_broker_restart_while_messages_flow(rig: Rig) -> None:
             conc.close()
     _assert_exactly(rig)
     assert collector.stats.db_retries == 0
+
+
+async def test_uplinks_queued_while_the_collector_is_away_survive_a_broker_restart(
+        rig: Rig) -> None:
+    """The collector subscribes once and stops; batches are published while it is away (queued
+    in its session), the broker is restarted while it is still away, and the collector starts
+    again: every queued batch is committed exactly once from the restored session, then new
+    batches flow, and the concentrator re-sends nothing. (Batches published after such a
+    restart and before the collector's return would reach no subscriber, as Mosquitto 2.0 does
+    not restore shared subscriptions: the receipt protocol covers those.)"""
+    async with running(rig.collector()):
+        pass  # the persistent session and its shared subscription now exist
+    conc = rig.concentrator()
+    try:
+        for batch, topic, payload in rig.batches(10):
+            conc.publish(topic, payload, batch=batch)
+        await _wait_for(lambda: conc.broker_acked >= 10, 10,
+                        "the broker to acknowledge the first batches")
+        await asyncio.to_thread(rig.broker.down)
+        await asyncio.to_thread(rig.broker.up)
+        assert _count(rig.db_url, rig.numbers) == 0
+        collector = rig.collector()
+        async with running(collector):
+            await asyncio.to_thread(conc.connected.wait, 15)
+            for batch, topic, payload in rig.batches(10, start=10):
+                conc.publish(topic, payload, batch=batch)
+            await _wait_for(lambda: _count(rig.db_url, rig.numbers) >= len(rig.published), 20,
+                            "every queued reading")
+            await _wait_for(lambda: not conc.pending, 10, "receipts for every batch")
+            await asyncio.sleep(0.5)
+    finally:
+        conc.close()
+    _assert_exactly(rig)
+    assert collector.stats.sessions_resumed >= 1
+    assert collector.stats.committed == 20 and collector.stats.duplicates == 0
+
+
+async def test_two_collector_processes_split_the_load(rig: Rig, tmp_path: Path) -> None:
+    """Two ``python -m collector.mqtt`` processes with different instances (one from
+    ``--instance``, one from ``METERHUB_COLLECTOR_INSTANCE``) share the group: each commits a
+    part of the batches, under its own client id ``meterhub-collector-<instance>``, and
+    together every reading is stored exactly once."""
+    import json
+
+    tag = rig.client_id.rsplit("-", 1)[-1]
+    instances = [f"{tag}a", f"{tag}b"]
+    env = {**rig.broker.env, "PYTHONPATH": str(REPO)}
+    state = Path(rig.broker.settings.state_dir) / "collector"
+    beats = [state / f"meterhub-collector-{name}.json" for name in instances]
+    base = [sys.executable, "-m", "collector.mqtt", "--db-url", rig.db_url, "--group",
+            rig.group, "--session-expiry", "120"]
+    logs = [tmp_path / f"{name}.log" for name in instances]
+    procs: list[subprocess.Popen[bytes]] = []
+    for i, name in enumerate(instances):
+        cmd = [*base, "--instance", name] if i == 0 else base
+        proc_env = env if i == 0 else {**env, "METERHUB_COLLECTOR_INSTANCE": name}
+        with logs[i].open("ab") as fh:
+            procs.append(subprocess.Popen(cmd, env=proc_env, cwd=REPO,
+                                          stdout=subprocess.DEVNULL, stderr=fh))
+
+    def subscribed(path: Path) -> bool:
+        try:
+            return bool(json.loads(path.read_text())["connected"])
+        except (OSError, ValueError, KeyError):
+            return False
+
+    conc = rig.concentrator()
+    try:
+        await _wait_for(lambda: all(subscribed(b) for b in beats), 20,
+                        "both collectors to subscribe")
+        for batch, topic, payload in rig.batches(40, per_meter=2):
+            conc.publish(topic, payload, batch=batch)
+        await _wait_for(lambda: _count(rig.db_url, rig.numbers) >= len(rig.published), 20,
+                        "every reading")
+        await _wait_for(lambda: not conc.pending, 10, "receipts for every batch")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        conc.close()
+    _assert_exactly(rig)
+    assert [p.returncode for p in procs] == [0, 0], [log.read_text() for log in logs]
+    committed = [json.loads(b.read_text())["committed"] for b in beats]
+    assert all(c > 0 for c in committed) and sum(committed) == 40, committed
+    for name, beat in zip(instances, beats, strict=True):
+        assert json.loads(beat.read_text())["client_id"] == f"meterhub-collector-{name}"
+        beat.unlink()
+        _forget_session(rig, f"meterhub-collector-{name}")
 
 
 @dataclass
