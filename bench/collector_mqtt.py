@@ -1,7 +1,9 @@
 """Benchmark: readings per second from MQTT payloads to committed rows, against raw COPY.
 
-Run: ``.venv/bin/python bench/collector_mqtt.py`` (about 1-2 minutes; needs ``meterhub db up``
-and ``meterhub broker up``). Writes ``bench/results/collector_mqtt.json``.
+Run: ``.venv/bin/python bench/collector_mqtt.py [--runs N]`` (about 30 s per run; needs
+``meterhub db up`` and ``meterhub broker up``). Writes ``bench/results/collector_mqtt.json``:
+every run's figures and, per message size, the lowest, median and highest ratio (the machine
+is shared, so single figures move; the goal must hold in every run).
 
 What is measured, in one run, on one fresh database with the same rows:
 
@@ -22,7 +24,8 @@ What is measured, in one run, on one fresh database with the same rows:
   and Mosquitto share the machine's CPUs with PostgreSQL, as they do in production on a
   small box.
 
-``ratio`` is collector / raw_copy; the goal is ≥ 0.5. ``decode_only_readings_per_s`` is the
+``ratio`` is collector / raw_copy; the goal is ≥ 0.5 at 200 readings per message (the main
+configuration); the 50-reading figure is reported alongside. ``decode_only_readings_per_s`` is the
 parse and validation of the same payloads alone (:mod:`protocols.mqtt` through the collector's
 decoder, no broker, no database), measured after the run: the share of the collector's time
 spent there. ``load_average_1min`` (before, after)
@@ -31,11 +34,13 @@ tells whether other work shared the CPUs during the run.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import platform
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -149,11 +154,14 @@ async def _subscribe_once(link: MqttLink, url: str) -> None:
     await task
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     from meterhub.database import database_url
     from meterhub.provision import broker as prov
     from storage import migrate
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="measurements per message size")
+    args = parser.parse_args(argv)
     settings = load_settings()
     server = database_url(settings)
     # a private Mosquitto (meterhub's provisioned configuration) under a temporary state
@@ -188,50 +196,55 @@ def main() -> int:
             ids = [r[0] for r in conn.execute(
                 "SELECT id FROM meter WHERE number = ANY(%s) ORDER BY number",
                 (numbers,)).fetchall()]
-        for per_message in READINGS_PER_MESSAGE:
-            raw_before = _raw_copy(url, ids)
-            link = MqttLink(host, port, user, password, f"meterhub-collector-bench{tag}",
-                            group=f"bench{tag}", session_expiry_s=300)
-            asyncio.run(_subscribe_once(link, url))
-            payloads = _payloads(cid, numbers, per_message)
-            t = time.perf_counter()
-            _publish(host, port, cid, concentrator.password, payloads)
-            publish_s = time.perf_counter() - t
-            elapsed, stats = asyncio.run(_drain(link, url, len(payloads)))
-            with psycopg.connect(url) as conn:
-                stored = conn.execute("SELECT count(*) FROM register_reading").fetchone()[0]
-                conn.execute("TRUNCATE register_reading")
-                conn.execute("TRUNCATE ingest_batch")
-                conn.commit()
-            readings = METERS * SLOTS
-            if stored != readings or stats.inserted != readings:
-                raise RuntimeError(f"stored {stored} of {readings} readings")
-            # the limit again, right after: the better of the two is the one compared with
-            raw_after = _raw_copy(url, ids)
-            raw_rate = max(raw_before, raw_after)
-            rate = readings / elapsed
-            t = time.perf_counter()
-            for topic, payload in payloads:
-                decode(topic, payload)
-            decode_rate = readings / (time.perf_counter() - t)
-            runs.append({
-                "readings_per_message": per_message,
-                "messages": len(payloads),
-                "readings": readings,
-                "payload_bytes_mean": round(sum(len(p) for _t, p in payloads) / len(payloads)),
-                "raw_copy_readings_per_s": round(raw_rate),
-                "raw_copy_samples_per_s": [round(raw_before), round(raw_after)],
-                "collector_readings_per_s": round(rate),
-                "collector_messages_per_s": round(len(payloads) / elapsed),
-                "ratio": round(rate / raw_rate, 3),
-                "decode_only_readings_per_s": round(decode_rate),
-                "collector_seconds": round(elapsed, 3),
-                "groups_committed": stats.groups,
-                "publish_seconds_untimed": round(publish_s, 3),
-            })
-            sys.stderr.write(f"{per_message}/message: collector "
-                             f"{rate:,.0f}/s, raw COPY {raw_rate:,.0f}/s, "
-                             f"ratio {rate / raw_rate:.2f}\n")
+        for run in range(1, args.runs + 1):
+            for per_message in READINGS_PER_MESSAGE:
+                raw_before = _raw_copy(url, ids)
+                # a session and share group of its own per measurement: nothing left in an
+                # earlier one (a publisher's re-sent duplicate) can reach this one
+                link = MqttLink(host, port, user, password,
+                                f"meterhub-collector-bench{tag}-{run}-{per_message}",
+                                group=f"bench{tag}x{run}x{per_message}", session_expiry_s=300)
+                asyncio.run(_subscribe_once(link, url))
+                payloads = _payloads(cid, numbers, per_message)
+                t = time.perf_counter()
+                _publish(host, port, cid, concentrator.password, payloads)
+                publish_s = time.perf_counter() - t
+                elapsed, stats = asyncio.run(_drain(link, url, len(payloads)))
+                with psycopg.connect(url) as conn:
+                    stored = conn.execute("SELECT count(*) FROM register_reading").fetchone()[0]
+                    conn.execute("TRUNCATE register_reading")
+                    conn.execute("TRUNCATE ingest_batch")
+                    conn.commit()
+                readings = METERS * SLOTS
+                if stored != readings or stats.inserted != readings:
+                    raise RuntimeError(f"stored {stored} of {readings} readings ({stats})")
+                # the limit again, right after: the better of the two is the one compared with
+                raw_after = _raw_copy(url, ids)
+                raw_rate = max(raw_before, raw_after)
+                rate = readings / elapsed
+                t = time.perf_counter()
+                for topic, payload in payloads:
+                    decode(topic, payload)
+                decode_rate = readings / (time.perf_counter() - t)
+                runs.append({
+                    "run": run,
+                    "readings_per_message": per_message,
+                    "messages": len(payloads),
+                    "readings": readings,
+                    "payload_bytes_mean": round(sum(len(p) for _t, p in payloads) / len(payloads)),
+                    "raw_copy_readings_per_s": round(raw_rate),
+                    "raw_copy_samples_per_s": [round(raw_before), round(raw_after)],
+                    "collector_readings_per_s": round(rate),
+                    "collector_messages_per_s": round(len(payloads) / elapsed),
+                    "ratio": round(rate / raw_rate, 3),
+                    "decode_only_readings_per_s": round(decode_rate),
+                    "collector_seconds": round(elapsed, 3),
+                    "groups_committed": stats.groups,
+                    "publish_seconds_untimed": round(publish_s, 3),
+                })
+                sys.stderr.write(f"run {run}, {per_message}/message: collector "
+                                 f"{rate:,.0f}/s, raw COPY {raw_rate:,.0f}/s, "
+                                 f"ratio {rate / raw_rate:.2f}\n")
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -246,6 +259,12 @@ def main() -> int:
         "meters": METERS,
         "goal_ratio": 0.5,
         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "ratio_summary": {
+            str(n): {"min": min(r), "median": round(statistics.median(r), 3), "max": max(r),
+                     "runs": len(r)}
+            for n in READINGS_PER_MESSAGE
+            for r in [[x["ratio"] for x in runs if x["readings_per_message"] == n]]
+        },
         "runs": runs,
     }
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

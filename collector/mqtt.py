@@ -636,19 +636,25 @@ class MqttCollector:
         st.committed += len(group)
         self._held -= len(group)
         HELD.set(self._held)
-        for _ in group:
-            self._slots.release()
+        self._slots.release(len(group))
+        kinds: collections.Counter[tuple[str, str]] = collections.Counter()
+        inserted = duplicates = conflicts = quarantined = 0
         for w, out in zip(group, outcomes, strict=True):
-            st.inserted += out.inserted
-            st.duplicates += out.duplicates
-            st.conflicts += out.conflicts
-            st.quarantined += out.quarantined
-            MESSAGES.labels(w.decoded.kind or "unknown",
-                            "quarantined" if out.fault else "stored").inc()
-            READINGS_INSERTED.inc(out.inserted)
-            DUPLICATES.inc(out.duplicates)
-            CONFLICTS.inc(out.conflicts)
-            QUARANTINED.inc(out.quarantined)
+            inserted += out.inserted
+            duplicates += out.duplicates
+            conflicts += out.conflicts
+            quarantined += out.quarantined
+            kinds[w.decoded.kind or "unknown", "quarantined" if out.fault else "stored"] += 1
+        st.inserted += inserted
+        st.duplicates += duplicates
+        st.conflicts += conflicts
+        st.quarantined += quarantined
+        for labels, count in kinds.items():  # one metric update per group, not per uplink
+            MESSAGES.labels(*labels).inc(count)
+        READINGS_INSERTED.inc(inserted)
+        DUPLICATES.inc(duplicates)
+        CONFLICTS.inc(conflicts)
+        QUARANTINED.inc(quarantined)
 
     async def _store(self, pool: AsyncConnectionPool, group: Sequence[_Work]) -> list[Outcome]:
         started = time.perf_counter()
