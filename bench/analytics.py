@@ -2,9 +2,12 @@
 
 Part 1: same-period line loss plus VEE for ``--meters`` meters × 96 intervals (one day), from
 arrays in memory, against (a) a vectorised NumPy implementation of the same computation (its
-outputs are checked equal) and (b) one numba parallel read-only pass over every input array.
-Best of ``--repeat`` rounds; each round runs every candidate once (interleaved), so a noisy
-machine loads all of them alike. The load average is recorded with the results.
+outputs are checked equal) and (b) one numba parallel read-only pass over every input array:
+a plain sum of every element of every input (no fastmath flags, as in the kernels), for all
+inputs and for the line-loss inputs alone. Times include the wrappers' checks and the
+allocation of their outputs. Best of ``--repeat`` rounds; each round runs every candidate once
+(interleaved), so a noisy machine loads all of them alike. The load average is recorded with
+the results.
 
 Part 2: meter-error estimation for ``--areas`` areas × 50 meters × 30 days × 96 intervals,
 each area generated on the fly and fitted, against ``numpy.linalg.lstsq`` on the same
