@@ -933,29 +933,8 @@ def _estimate_intervals(
 
 
 # ---------------------------------------------------------------------------------------------
-# Benchmark reference: one parallel read-only pass
+# Per-meter energy per period (the balance fit's inputs)
 # ---------------------------------------------------------------------------------------------
-
-
-@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
-def _pass_sum_2d(x):
-    """Sum every element of a 2-D float array (the memory-bandwidth limit of a pass)."""
-    s = 0.0
-    for m in prange(x.shape[0]):
-        r = 0.0
-        for j in range(x.shape[1]):
-            r += x[m, j]
-        s += r
-    return s
-
-
-@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
-def _pass_sum_1d(x):
-    """Sum a 1-D array in parallel."""
-    s = 0.0
-    for m in prange(x.shape[0]):
-        s += x[m]
-    return s
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
