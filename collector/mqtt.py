@@ -793,7 +793,7 @@ class MqttCollector:
             start_http_server(self.metrics_port)
         # no check on every checkout (a round trip per group): a broken connection fails
         # its group, which is retried, and the pool replaces it
-        pool = AsyncConnectionPool(self._db_url, open=False, min_size=1,
+        pool = AsyncConnectionPool(self._db_url, open=False, min_size=self.pipeline_depth,
                                    max_size=self.pipeline_depth + 1,
                                    name="meterhub-mqtt", timeout=self.pool_timeout_s,
                                    reconnect_timeout=24 * 3600.0)
