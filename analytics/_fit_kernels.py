@@ -90,6 +90,22 @@ def _gram(xmat, yvec, xtx, xty):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH_FINITE)
+def _gram_rowcol(xmat, yvec, xtx, xty, i):
+    """Row and column i of X Xᵀ and element i of X y, after row i of X changed.
+
+    Each entry is the same sum ``_gram`` forms, so the result equals a full recomputation.
+    """
+    for j in range(xmat.shape[0]):
+        s = _dot(xmat, j, i) if j < i else _dot(xmat, i, j)
+        xtx[i, j] = s
+        xtx[j, i] = s
+    s = 0.0
+    for k in range(xmat.shape[1]):
+        s += xmat[i, k] * yvec[k]
+    xty[i] = s
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_FINITE)
 def _design_residual(xmat, yvec, beta, out):
     """out = y − βᵀX for a design from ``_design``."""
     for k in range(yvec.shape[0]):
@@ -97,6 +113,28 @@ def _design_residual(xmat, yvec, beta, out):
         for i in range(xmat.shape[0]):
             s -= beta[i] * xmat[i, k]
         out[k] = s
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_FINITE)
+def _lag1_autocorr(yvec, xmat, beta, new_run):
+    """Lag-one autocorrelation of the residual y − βᵀX within runs of consecutive slots.
+
+    Σ r_k r_(k−1) over the columns k that continue the previous one, over Σ r_k²; 0 for a
+    zero residual.
+    """
+    n = yvec.shape[0]
+    prev = 0.0
+    s_rr = 0.0
+    s_lag = 0.0
+    for k in range(n):
+        r = yvec[k]
+        for i in range(xmat.shape[0]):
+            r -= beta[i] * xmat[i, k]
+        s_rr += r * r
+        if k > 0 and not new_run[k]:
+            s_lag += r * prev
+        prev = r
+    return s_lag / s_rr if s_rr > 0.0 else 0.0
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -298,41 +336,132 @@ def _whiten(xmat, yvec, sub, diag):
                 xmat[i, k] = xmat[i, k] / ll
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH_FINITE)
+def _span_dot(a, b, lo, hi):
+    """Σ a[k] · b[k] for lo ≤ k < hi."""
+    s = 0.0
+    for k in range(lo, hi):
+        s += a[k] * b[k]
+    return s
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _step_scores(x, xw, rw, sub, diag, cand, num, cc, cx):
-    """Score a step in one meter's coefficient at each candidate column.
+def _step_scores(xw, rw, sub, diag, cand, num, cc, cx):
+    """Score a step in one meter's coefficient at each candidate column, O(T') in all.
 
     For a candidate k0 the extra regressor is c = x · 1[k ≥ k0]; its whitened form
     c̃ = L⁻¹ c starts at k0. Outputs per candidate: c̃·r̃ (``num``), c̃·c̃ (``cc``) and c̃·x̃
     (``cx``), from which the caller forms the score statistic of adding c to the fit.
 
+    c̃ is the whitened column cut at k0 plus a decaying term: c̃ = x̃ · 1[k ≥ k0] + a · g
+    with a = sub[k0] · x̃[k0 − 1], g[k0] = 1 / diag[k0] and g[k] = −sub[k] / diag[k] · g[k−1]
+    after it (L c̃ and L x̃ differ only in row k0). The sums over k ≥ k0 of x̃·r̃, x̃·x̃, g·r̃,
+    g·x̃ and g·g all follow from one backward pass, so every slot's scores cost O(1).
+
     Args:
-        x: (T',) the meter's column before whitening.
-        xw: (T',) the same column whitened.
+        xw: (T',) the meter's column whitened (x̃).
         rw: (T',) whitened residual of the current fit.
-        sub, diag: the factor from ``_ma1_factor``.
+        sub, diag: the factor from ``_ma1_factor`` (sub = 0, diag = 1: white residual).
         cand: (K,) candidate first columns (sorted or not).
         num, cc, cx: (K,) outputs.
     """
-    n = x.shape[0]
+    n = xw.shape[0]
+    white = True
+    for k in range(n):
+        if sub[k] != 0.0 or diag[k] != 1.0:
+            white = False
+            break
+    if white:  # a = 0: the cut column itself; sums between candidates, latest first
+        order = np.argsort(cand)
+        acc_r = 0.0
+        acc_x = 0.0
+        end = n
+        for jj in range(order.shape[0] - 1, -1, -1):
+            j = order[jj]
+            k0 = cand[j]
+            acc_r += _span_dot(xw, rw, k0, end)
+            acc_x += _span_dot(xw, xw, k0, end)
+            end = k0
+            num[j] = acc_r
+            cx[j] = acc_x
+            cc[j] = acc_x
+        return
+    s_xr = np.zeros(n + 1)
+    s_xx = np.zeros(n + 1)
+    h_r = np.zeros(n + 1)
+    h_x = np.zeros(n + 1)
+    h_g = np.zeros(n + 1)
+    for k in range(n - 1, -1, -1):
+        s_xr[k] = s_xr[k + 1] + xw[k] * rw[k]
+        s_xx[k] = s_xx[k + 1] + xw[k] * xw[k]
+        inv = 1.0 / diag[k]
+        mu = -sub[k + 1] * inv if k + 1 < n else 0.0
+        h_r[k] = rw[k] * inv + mu * h_r[k + 1]
+        h_x[k] = xw[k] * inv + mu * h_x[k + 1]
+        h_g[k] = inv * inv + mu * mu * h_g[k + 1]
     for j in range(cand.shape[0]):
         k0 = cand[j]
-        s_r = 0.0
-        s_c = 0.0
-        s_x = 0.0
-        prev = 0.0
-        for k in range(k0, n):
-            if k > k0 and sub[k] != 0.0:
-                v = (x[k] - sub[k] * prev) / diag[k]
-            else:
-                v = x[k] / diag[k]
-            prev = v
-            s_r += v * rw[k]
-            s_c += v * v
-            s_x += v * xw[k]
-        num[j] = s_r
-        cc[j] = s_c
-        cx[j] = s_x
+        a = sub[k0] * xw[k0 - 1] if k0 > 0 else 0.0
+        num[j] = s_xr[k0] + a * h_r[k0]
+        cx[j] = s_xx[k0] + a * h_x[k0]
+        cc[j] = s_xx[k0] + 2.0 * a * h_x[k0] + a * a * h_g[k0]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _step_scan(xw, rw, sub, diag, rows, cand, s2, z2, ok):
+    """Squared score statistics of a step in each of the given meters at each candidate.
+
+    For row r of the whitened design and candidate k0 (see ``_step_scores``):
+    z² = (c̃·r̃)² / (s² · (c̃·c̃ − (c̃·x̃)² / x̃·x̃)), 0 where that partial variance is not above
+    1e-12 · c̃·c̃ (the step is nearly the meter's own column).
+
+    Args:
+        xw: (P, T') whitened design.
+        rw: (T',) whitened residual.
+        sub, diag: the factor from ``_ma1_factor``.
+        rows: (M,) design rows to scan.
+        cand: (K,) candidate first columns.
+        s2: residual variance.
+        z2: (M, K) output.
+        ok: (M,) output, False for a row with x̃·x̃ ≤ 0 (its z2 is left 0).
+    """
+    nc = cand.shape[0]
+    num = np.empty(nc)
+    cc = np.empty(nc)
+    cx = np.empty(nc)
+    for m in range(rows.shape[0]):
+        x = xw[rows[m]]
+        xx = _span_dot(x, x, 0, x.shape[0])
+        ok[m] = xx > 0.0
+        if not ok[m]:
+            for j in range(nc):
+                z2[m, j] = 0.0
+            continue
+        _step_scores(x, rw, sub, diag, cand, num, cc, cx)
+        for j in range(nc):
+            part = cc[j] - cx[j] * cx[j] / xx
+            z2[m, j] = num[j] * num[j] / (s2 * part) if part > 1e-12 * cc[j] else 0.0
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _flow_total(e, w, w_after, first, total):
+    """Per slot t: Σ_i c_i,t · E_i,t over the finite E, c = w_after[i] from slot first[i] on,
+    w[i] before it (meters in ascending order).
+
+    Args:
+        e: (N, T) energies, NaN missing.
+        w, w_after: (N,) weights before and after each meter's ``first`` slot.
+        first: (N,) int, T for a meter without a change.
+        total: (T,) output.
+    """
+    n, n_t = e.shape
+    for t in range(n_t):
+        total[t] = 0.0
+    for i in range(n):
+        for t in range(n_t):
+            v = e[i, t]
+            c = w_after[i] if t >= first[i] else w[i]
+            total[t] += (v if not np.isnan(v) else 0.0) * c
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)

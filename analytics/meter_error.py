@@ -218,6 +218,7 @@ class _Solver:
         self.steps: list[tuple[int, int]] = []  # (meter, first slot)
         self.extra = np.zeros((0, e.shape[1]))  # unpenalised regressors after the meters
         self.n_extra = 0
+        self._gram: tuple[Any, Any, Any, float] | None = None  # of the last solve
 
     def augmented(self, where: Any) -> tuple[Any, Any]:
         """Design (P, T') and target on the slots ``where``, with the step columns."""
@@ -259,11 +260,35 @@ class _Solver:
         xtx = np.empty((p, p))
         xty = np.empty(p)
         yty = k._gram(xmat, yvec, xtx, xty)
+        self._gram = (xmat, xtx, xty, yty)
+        return self._ridge(xmat, yvec, xtx, xty, yty)
+
+    def _ridge(self, xw: Any, yw: Any, xtx: Any, xty: Any, yty: float
+               ) -> tuple[Any, Any, float, Any, Any]:
+        p = xtx.shape[0]
         beta = np.empty(p)
         var = np.empty(p)
         n_meter = p - 2 - self.n_extra  # extra regressors are not drawn towards 1
         s2 = k._ridge_solve(xtx, xty, yty, self.n_obs, n_meter, self.ridge, beta, var)
-        return beta, var, s2, xmat, yvec
+        return beta, var, s2, xw, yw
+
+    def solve_row(self, xmat: Any, yvec: Any, sol: tuple[Any, ...], i: int
+                  ) -> tuple[Any, Any, float, Any, Any]:
+        """``solve`` after row i of ``xmat`` (the design ``sol`` was solved on) changed.
+
+        Only row and column i of the Gram matrix are recomputed (the other entries are the
+        same sums); falls back to a full solve when ``sol`` is not the last one solved.
+        """
+        xw = sol[3]
+        if self._gram is None or self._gram[0] is not xw:
+            return self.solve(xmat, yvec)
+        _, xtx, xty, yty = self._gram
+        if xw is not xmat:  # whitened copy: whiten the new row alone
+            row = xmat[i : i + 1].copy()
+            k._whiten(row, np.zeros(row.shape[1]), self.sub, self.diag)
+            xw[i] = row[0]
+        k._gram_rowcol(xw, sol[4], xtx, xty, i)
+        return self._ridge(xw, sol[4], xtx, xty, yty)
 
     def neg2loglik(self, s2: float, p: int) -> float:
         """−2 log-likelihood (profiled over the scale) of the current residual model."""
@@ -280,6 +305,13 @@ def _select_kappa(sv: _Solver, cfg: FitSettings) -> tuple[Any, ...]:
     if not np.isfinite(best[2]) or not cfg.quantisation:
         return xmat, yvec, best
     p = xmat.shape[0]
+    # screen: the likelihood-ratio gain of a moving-average residual over a white one is
+    # about n·ρ̂² for the lag-one autocorrelation ρ̂ of the white fit's residual, and rounding
+    # telescopes into a negative ρ̂; without a clearly negative ρ̂ no κ > 0 can gain
+    # ``quantisation_min_gain`` and the white model stays, without the search
+    rho = k._lag1_autocorr(yvec, xmat, best[0], sv.new_run)
+    if not (rho < 0.0 and sv.n_obs * rho * rho >= 0.25 * cfg.quantisation_min_gain):
+        return xmat, yvec, best
     best_l = sv.neg2loglik(best[2], p) - cfg.quantisation_min_gain
     best_k = 0.0
     for kappa in cfg.quantisation_ratios:
@@ -313,25 +345,17 @@ def _best_step(sv: _Solver, xmat: Any, sol: tuple[Any, ...], spd: int,
         return None
     stepped = {i for i, _ in sv.steps}
     rows = np.flatnonzero(sv.use)
+    scan = np.array([r for r, i in enumerate(rows)
+                     if i not in stepped and (only is None or i == only)], dtype=np.int64)
     best: tuple[int, int, float] | None = None
-    num = np.empty(cand.size)
-    cc = np.empty(cand.size)
-    cx = np.empty(cand.size)
-    for r, i in enumerate(rows):
-        if i in stepped or (only is not None and i != only):
-            continue
-        x = np.ascontiguousarray(xmat[r])
-        xwr = np.ascontiguousarray(xw[r])
-        xx = float(xwr @ xwr)
-        if xx <= 0:
-            continue
-        k._step_scores(x, xwr, rw, sv.sub, sv.diag, cand, num, cc, cx)
-        part = cc - cx * cx / xx
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z2 = np.where(part > 1e-12 * cc, num * num / (s2 * part), 0.0)
-        j = int(np.argmax(z2))
-        if best is None or z2[j] > best[2]:
-            best = (int(i), j, float(z2[j]))
+    if scan.size:
+        z2 = np.empty((scan.size, cand.size))
+        ok = np.empty(scan.size, dtype=np.bool_)
+        k._step_scan(xw, rw, sv.sub, sv.diag, scan, cand, s2, z2, ok)
+        if ok.any():
+            z2[~ok] = -np.inf  # a meter without information is no candidate
+            m, j = divmod(int(np.argmax(z2)), cand.size)
+            best = (int(rows[scan[m]]), j, float(z2[m, j]))
     if best is None or best[2] < cfg.step_min_z2:
         return None
     # refine to the slot within two days either side of the best day boundary; the few best
@@ -340,16 +364,10 @@ def _best_step(sv: _Solver, xmat: Any, sol: tuple[Any, ...], spd: int,
     r = int(np.flatnonzero(rows == i)[0])
     c0 = int(cand[j])
     fine = np.arange(max(lo, c0 - 2 * spd), min(hi, c0 + 2 * spd), dtype=np.int64)
-    num = np.empty(fine.size)
-    cc = np.empty(fine.size)
-    cx = np.empty(fine.size)
-    x = np.ascontiguousarray(xmat[r])
-    xwr = np.ascontiguousarray(xw[r])
-    xx = float(xwr @ xwr)
-    k._step_scores(x, xwr, rw, sv.sub, sv.diag, fine, num, cc, cx)
-    part = cc - cx * cx / xx
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z2 = np.where(part > 1e-12 * cc, num * num / (s2 * part), 0.0)
+    z2 = np.empty((1, fine.size))
+    k._step_scan(xw, rw, sv.sub, sv.diag, np.array([r], dtype=np.int64), fine, s2, z2,
+                 np.empty(1, dtype=np.bool_))
+    z2 = z2[0]
     order = np.argsort(-z2)
     # the best few slots, and the best slot of each day in the range
     day = sv.idx[fine] // spd
@@ -378,8 +396,8 @@ def _place_step(sv: _Solver, i: int, slots: list[int]) -> tuple[int, float]:
     return best
 
 
-def _fit_steps(sv: _Solver, xmat: Any, sol: tuple[Any, ...], spd: int, cfg: FitSettings,
-               step_z: Any) -> tuple[Any, Any, tuple[Any, ...]]:
+def _fit_steps(sv: _Solver, xmat: Any, yvec: Any, sol: tuple[Any, ...], spd: int,
+               cfg: FitSettings, step_z: Any) -> tuple[Any, Any, tuple[Any, ...]]:
     """Add steps greedily, then re-place each given the others and drop the unneeded.
 
     A step is kept while refitting without it raises the whitened residual sum of squares by
@@ -394,9 +412,9 @@ def _fit_steps(sv: _Solver, xmat: Any, sol: tuple[Any, ...], spd: int, cfg: FitS
         if not np.isfinite(rss):  # singular with the step: stop here
             break
         sv.steps.append((i, s0))
-        xmat, _, sol, _ = _rss(sv)
+        xmat, yvec, sol, _ = _rss(sv)
     if not sv.steps:
-        return xmat, sv.augmented(sv.slot_ok)[1], sol
+        return xmat, yvec, sol
     for j in range(len(sv.steps) - 1, -1, -1):
         i, s0 = sv.steps.pop(j)
         x_wo, _, sol_wo, rss_wo = _rss(sv)
@@ -516,15 +534,18 @@ def merge_spans(values: ArrayLike, covers: ArrayLike) -> tuple[NDArray[np.float6
 def _flow_squared(e: Any, use: Any, fixed: Any, steps: list[tuple[int, int]],
                   beta: Any, length: Any) -> Any:
     """(Σ_i θ_i,t · E_i,t)² with each meter's fitted θ (per regime); light meters at θ = 1."""
+    n, t = e.shape
     n_use = int(use.sum())
-    theta = np.ones(e.shape[0])
+    theta = np.ones(n)
     theta[use] = beta[:n_use]
-    flow = np.where(np.isfinite(e), e, 0.0) * np.where(use | fixed, theta, 0.0)[:, None]
-    t = np.arange(e.shape[1])
+    w = np.where(use | fixed, theta, 0.0)
+    w_after = w.copy()
+    first = np.full(n, t, dtype=np.int64)
     for j, (i, s0) in enumerate(steps):
-        after = t >= s0
-        flow[i, after] = np.where(np.isfinite(e[i, after]), e[i, after], 0.0) * beta[n_use + j]
-    total = flow.sum(axis=0)
+        w_after[i] = beta[n_use + j]
+        first[i] = s0
+    total = np.empty(t)
+    k._flow_total(e, w, w_after, first, total)
     return np.ascontiguousarray(total * total / np.maximum(length, 1.0))
 
 
@@ -598,10 +619,12 @@ def fit_meter_errors(
     y, e, zz, use, fixed, slot_ok, complete, length = _prepare(
         supply, customers, z, cfg, fit_slots, slot_length)
     n, t = e.shape
-    for i in np.flatnonzero(use):
-        nz = np.flatnonzero(np.isfinite(e[i]) & (e[i] != 0.0))
-        if nz.size and t - 1 - nz[-1] >= cfg.stop_min_slots:
-            slot_ok[nz[-1] + 1 :] = False
+    # a meter that stopped: its trailing zeros leave the fit
+    has = np.isfinite(e) & (e != 0.0) & use[:, None]
+    last = t - 1 - np.argmax(has[:, ::-1], axis=1)
+    stopped = has.any(axis=1) & (t - 1 - last >= cfg.stop_min_slots)
+    if stopped.any():
+        slot_ok[int(last[stopped].min()) + 1 :] = False
     n_use = int(use.sum())
     p = n_use + 2
     n_obs = int(slot_ok.sum())
@@ -625,14 +648,14 @@ def fit_meter_errors(
             sv.n_extra = sv.extra.shape[0]
         xmat, yvec, sol = _select_kappa(sv, cfg)
         for _ in range(2 if z is None else 1):
-            xmat, yvec, sol = _fit_steps(sv, xmat, sol, max(int(slots_per_day), 1), cfg,
-                                         step_z)
+            xmat, yvec, sol = _fit_steps(sv, xmat, yvec, sol, max(int(slots_per_day), 1),
+                                         cfg, step_z)
             if z is None and np.isfinite(sol[2]):
                 # the load-loss proxy from what flowed (θ·E), not from what was registered:
                 # a meter reading 8 % fast would otherwise move z with its error
                 sv.zz = _flow_squared(e, use, fixed, sv.steps, sol[0], length)
-                xmat, yvec = sv.augmented(slot_ok)
-                sol = sv.solve(xmat, yvec)
+                xmat[-1] = sv.zz[sv.idx]  # the z row is the design's last
+                sol = sv.solve_row(xmat, yvec, sol, xmat.shape[0] - 1)
         beta, var, s2 = sol[0], sol[1], sol[2]
         kappa = sv.kappa
         if np.isfinite(s2) and cfg.day_block_variance:
@@ -656,7 +679,10 @@ def fit_meter_errors(
                 extra_unc = np.sqrt(var[x0:n_meter])
             # scale of the residual per slot: white part plus the rounding term
             s = float(np.sqrt(s2 * (1.0 + 2.0 * kappa)))
-            xall, yall = sv.augmented(complete)
+            if np.array_equal(complete, slot_ok):
+                xall, yall = xmat, yvec
+            else:
+                xall, yall = sv.augmented(complete)
             r_all = np.empty(yall.shape[0])
             k._design_residual(xall, yall, beta, r_all)
             residual[complete] = r_all

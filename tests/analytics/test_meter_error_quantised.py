@@ -43,24 +43,29 @@ def test_ma1_whitening_matches_numpy_cholesky(seed):
     npt.assert_allclose(xw, np.linalg.solve(chol, x.T).T, rtol=1e-8, atol=1e-10)
 
 
-def test_step_scores_match_numpy():
+@pytest.mark.parametrize("kappa", [0.0, 0.3, 50.0, 30000.0])
+def test_step_scores_match_numpy(kappa):
     rng = np.random.default_rng(3)
     n = 80
     new_run = np.zeros(n, dtype=bool)
-    new_run[[0, 33]] = True
+    new_run[[0, 33, 34]] = True
     sub, diag = np.empty(n), np.empty(n)
-    k._ma1_factor(new_run, 1.0 + 2.0 * 50.0, -50.0, sub, diag)
-    chol = np.linalg.cholesky(_tridiag(new_run, 1.0 + 2.0 * 50.0, -50.0))
+    if kappa > 0.0:
+        k._ma1_factor(new_run, 1.0 + 2.0 * kappa, -kappa, sub, diag)
+    else:
+        sub[:], diag[:] = 0.0, 1.0
+    chol = np.linalg.cholesky(_tridiag(new_run, 1.0 + 2.0 * kappa, -kappa))
     x = rng.gamma(2.0, 0.1, n)
     r = rng.normal(size=n)
     xw = np.linalg.solve(chol, x)
-    cand = np.array([5, 33, 34, 70], dtype=np.int64)
-    num, cc, cx = np.empty(4), np.empty(4), np.empty(4)
-    k._step_scores(x, xw, r, sub, diag, cand, num, cc, cx)
+    cand = np.array([0, 1, 5, 33, 34, 35, 70, 79], dtype=np.int64)
+    num, cc, cx = np.empty(8), np.empty(8), np.empty(8)
+    k._step_scores(xw, r, sub, diag, cand, num, cc, cx)
     for j, k0 in enumerate(cand):
         c = np.where(np.arange(n) >= k0, x, 0.0)
         cw = np.linalg.solve(chol, c)
-        npt.assert_allclose([num[j], cc[j], cx[j]], [cw @ r, cw @ cw, cw @ xw], rtol=1e-8)
+        npt.assert_allclose([num[j], cc[j], cx[j]], [cw @ r, cw @ cw, cw @ xw], rtol=1e-8,
+                            atol=1e-12)
 
 
 def _telescoped(values: np.ndarray, resolution: float, rng) -> np.ndarray:
@@ -194,3 +199,76 @@ def test_bridged_gaps_keep_the_rounding_model():
     err_b = np.abs(bridged.error - area.eps)[fitted].mean()
     err_p = np.abs(plain.error - area.eps)[fitted].mean()
     assert err_b < err_p / 1.5, (err_b, err_p)
+
+
+@pytest.mark.parametrize("kappa", [0.0, 30.0])
+def test_step_scan_matches_numpy(kappa):
+    rng = np.random.default_rng(11)
+    n, p = 90, 4
+    new_run = np.zeros(n, dtype=bool)
+    new_run[[0, 40]] = True
+    sub, diag = np.empty(n), np.empty(n)
+    if kappa > 0.0:
+        k._ma1_factor(new_run, 1.0 + 2.0 * kappa, -kappa, sub, diag)
+    else:
+        sub[:], diag[:] = 0.0, 1.0
+    chol = np.linalg.cholesky(_tridiag(new_run, 1.0 + 2.0 * kappa, -kappa))
+    x = rng.gamma(2.0, 0.1, (p, n))
+    x[2] = 0.0  # a row without information
+    xw = np.ascontiguousarray(np.linalg.solve(chol, x.T).T)
+    r = rng.normal(size=n)
+    rows = np.array([0, 2, 3], dtype=np.int64)
+    cand = np.array([60, 10, 41, 40], dtype=np.int64)
+    z2 = np.empty((3, 4))
+    ok = np.empty(3, dtype=bool)
+    k._step_scan(xw, r, sub, diag, rows, cand, 0.7, z2, ok)
+    npt.assert_array_equal(ok, [True, False, True])
+    npt.assert_array_equal(z2[1], 0.0)
+    for m in (0, 2):
+        xr = xw[rows[m]]
+        for j, k0 in enumerate(cand):
+            cw = np.linalg.solve(chol, np.where(np.arange(n) >= k0, x[rows[m]], 0.0))
+            part = cw @ cw - (cw @ xr) ** 2 / (xr @ xr)
+            npt.assert_allclose(z2[m, j], (cw @ r) ** 2 / (0.7 * part), rtol=1e-7)
+
+
+def test_lag1_autocorr_matches_numpy():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(3, 50))
+    y = rng.normal(size=50)
+    beta = rng.normal(size=3)
+    new_run = np.zeros(50, dtype=bool)
+    new_run[[0, 20]] = True
+    r = y - beta @ x
+    lag = sum(r[t] * r[t - 1] for t in range(1, 50) if not new_run[t])
+    assert k._lag1_autocorr(y, x, beta, new_run) == pytest.approx(lag / (r @ r), rel=1e-12)
+    assert k._lag1_autocorr(np.zeros(50), np.zeros((3, 50)), beta, new_run) == 0.0
+
+
+def test_gram_rowcol_equals_a_full_gram():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(5, 70))
+    y = rng.normal(size=70)
+    xtx, xty = np.empty((5, 5)), np.empty(5)
+    k._gram(x, y, xtx, xty)
+    x[3] = rng.normal(size=70)
+    k._gram_rowcol(x, y, xtx, xty, 3)
+    full, full_y = np.empty((5, 5)), np.empty(5)
+    k._gram(x, y, full, full_y)
+    npt.assert_array_equal(xtx, full)
+    npt.assert_array_equal(xty, full_y)
+    npt.assert_allclose(full, x @ x.T, rtol=1e-12)
+
+
+def test_flow_total_matches_numpy():
+    rng = np.random.default_rng(6)
+    e = rng.gamma(2.0, 0.1, (4, 30))
+    e[1, 5] = np.nan
+    w = rng.uniform(0.9, 1.1, 4)
+    w_after = w.copy()
+    w_after[2] = 1.2
+    first = np.array([30, 30, 12, 30], dtype=np.int64)
+    total = np.empty(30)
+    k._flow_total(e, w, w_after, first, total)
+    c = np.where(np.arange(30) >= first[:, None], w_after[:, None], w[:, None])
+    npt.assert_allclose(total, (np.nan_to_num(e) * c).sum(axis=0), rtol=1e-13)
