@@ -9,6 +9,8 @@ compiled signature serves every call. The public wrappers in ``analytics.linelos
 
 from __future__ import annotations
 
+from typing import Final
+
 import numpy as np
 from numba import njit, prange
 
@@ -23,7 +25,7 @@ FASTMATH_SUM = {"reassoc"}
 #: helper that takes arrays, inlined or not, and an array view both update the arrays'
 #: reference counts, atomics on counters every thread shares. Helpers that take arrays run
 #: on rare paths only. An inlined helper runs with its caller's fastmath flags.
-INLINE = "always"
+INLINE: Final = "always"
 
 # ---------------------------------------------------------------------------------------------
 # Line loss

@@ -450,8 +450,9 @@ def _run(
 ) -> int:
     """The line-loss kernel on meters expected in area order; 0 when they were."""
     n_chunks = 4 * numba.get_num_threads()
+    kernel: Any = k._line_loss  # numba's stub knows no vararg call
     return int(
-        k._line_loss(fwd, rev, fe, re_, area, role, mult, bidi, mod, *ex, thr, res, state, n_chunks)
+        kernel(fwd, rev, fe, re_, area, role, mult, bidi, mod, *ex, thr, res, state, n_chunks)
     )
 
 

@@ -352,7 +352,7 @@ def _rank_fitted(series: AreaSeries, *, fit_settings: FitSettings | None,
                            slot_length=series.slot_length, extra=export)
     pv_z = _midday_z(series.grid, fit)
     if pv_z > cfg.significance:
-        rows = []
+        rows: list[Suspect] = []
         index = {n: i for i, n in enumerate(series.numbers)}
         for s in _rank(series, f_n, None, cfg).suspects:
             i = index.get(s.meter, -1)
@@ -409,7 +409,7 @@ def _rank_fitted(series: AreaSeries, *, fit_settings: FitSettings | None,
         if s.kind != "supply_ratio":
             parts.setdefault(s.meter, []).append(s)
     part_of = {series.numbers[i]: j for j, i in enumerate(split_i)}
-    rows: list[Suspect] = []
+    rows = []
     for i, number in enumerate(series.numbers):
         best = parts[number][0]
         ev = dict(best.evidence)

@@ -122,7 +122,7 @@ class MeterVee:
     """One meter of ``vee report --json`` (CONTRACTS.md)."""
 
     meter: str
-    interval: int
+    interval: int | None
     first: str | None
     last: str | None
     expected: int

@@ -546,7 +546,7 @@ async def cycle_rows(
             flags[rule] += n
             flags_out.append((m.id, day, rule, n))
         rows.append(MeterVee(
-            meter=m.number, interval=interval,  # type: ignore[arg-type]
+            meter=m.number, interval=interval,
             first=datetime.fromtimestamp(float(t[0]), zone).isoformat(),
             last=datetime.fromtimestamp(float(t[-1]), zone).isoformat(),
             expected=int(got.size), received=int(got.sum()), missing=int(missing.size),

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy  # noqa: F401 - loaded with the collector, not on its first COPY
 import orjson
@@ -314,9 +314,9 @@ def _plan_group(
             for t in distinct:
                 distinct[t] = ts_get(t) or _ts_micros(t)
             micros = list(map(distinct.__getitem__, stamps))
-            registers.meter.extend(ids)
-            registers.quantity.extend(qids)
-            registers.ts.extend(micros)
+            registers.meter.extend(cast("list[int]", ids))
+            registers.quantity.extend(cast("list[int]", qids))
+            registers.ts.extend(cast("list[int]", micros))
             registers.value.extend(values)
             rows = ()
         for meter, quantity, ts, value, interval in rows:

@@ -756,7 +756,8 @@ class MqttCollector:
         if task.cancelled() or task.exception() is None:
             return
         exc = task.exception()
-        log.error("collector task %s failed; stopping", task.get_coro().__qualname__,
+        log.error("collector task %s failed; stopping",
+                  getattr(task.get_coro(), "__qualname__", task.get_name()),
                   exc_info=exc)
         if self._failure is None and isinstance(exc, Exception):
             self._failure = exc

@@ -101,7 +101,8 @@ async def meters(conn: psycopg.AsyncConnection[Any], *, ids: list[int]) -> dict[
             start[fwd] = float(r[6])
         if r[8] is not None:
             end[fwd] = float(r[8])
-        out[r[0]] = MeterInfo(*r, start_readings=start, end_readings=end)
+        out[r[0]] = MeterInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
+                              start_readings=start, end_readings=end)
     return out
 
 
