@@ -219,6 +219,7 @@ class _Solver:
         self.extra = np.zeros((0, e.shape[1]))  # unpenalised regressors after the meters
         self.n_extra = 0
         self._gram: tuple[Any, Any, Any, float] | None = None  # of the last solve
+        self._base: tuple[Any, ...] | None = None  # see step_rss
 
     def augmented(self, where: Any) -> tuple[Any, Any]:
         """Design (P, T') and target on the slots ``where``, with the step columns."""
@@ -242,6 +243,55 @@ class _Solver:
         k._design(self.y, e, self.zz, self.length, use, fixed, where, xmat, yvec)
         return xmat, yvec
 
+    def step_rss(self) -> float:
+        """Whitened residual sum of squares with the current steps, as ``_rss`` gives it.
+
+        The design without steps, whitened, and its Gram matrix are kept (for the current κ
+        and z); a step replaces its meter's row by the part before the step and adds the
+        part from it on, so only the products of those rows are formed anew.
+        """
+        meters = [i for i, _ in self.steps]
+        if len(set(meters)) != len(meters):
+            xmat, yvec = self.augmented(self.slot_ok)
+            sol = self.solve(xmat, yvec)
+            return sol[2] * max(self.n_obs - xmat.shape[0], 1) if np.isfinite(sol[2]) else np.inf
+        base = self._base
+        if base is None or base[0] != self.kappa or base[1] is not self.zz:
+            steps, self.steps = self.steps, []
+            xmat, yvec = self.augmented(self.slot_ok)
+            self.steps = steps
+            xw, yw = xmat, yvec
+            if self.kappa > 0.0:
+                xw, yw = xmat.copy(), yvec.copy()
+                k._whiten(xw, yw, self.sub, self.diag)
+            p0 = xmat.shape[0]
+            xtx0 = np.empty((p0, p0))
+            xty0 = np.empty(p0)
+            yty = k._gram(xw, yw, xtx0, xty0)
+            base = self._base = (self.kappa, self.zz, xmat, xw, yw, xtx0, xty0, yty)
+        _, _, xmat, xw, yw, xtx0, xty0, yty = base
+        p0 = xmat.shape[0]
+        m = len(self.steps)
+        rows = np.cumsum(self.use) - 1  # meter → its row in the design
+        src = np.r_[np.arange(self.n_use), -1 - 2 * np.arange(m) - 1, np.arange(self.n_use, p0)]
+        vecs = np.empty((2 * m, xmat.shape[1]))
+        for j, (i, s0) in enumerate(self.steps):
+            r = int(rows[i])
+            k0 = int(np.searchsorted(self.idx, s0))
+            vecs[2 * j] = xmat[r]
+            vecs[2 * j, k0:] = 0.0
+            vecs[2 * j + 1] = xmat[r]
+            vecs[2 * j + 1, :k0] = 0.0
+            src[r] = -1 - 2 * j
+        if self.kappa > 0.0:
+            k._whiten(vecs, np.zeros(vecs.shape[1]), self.sub, self.diag)
+        p = p0 + m
+        xtx = np.empty((p, p))
+        xty = np.empty(p)
+        k._gram_patch(xw, yw, xtx0, xty0, src.astype(np.int64), vecs, xtx, xty)
+        s2 = self._ridge(xw, yw, xtx, xty, yty, with_var=False)[2]
+        return s2 * max(self.n_obs - p, 1) if np.isfinite(s2) else np.inf
+
     def set_kappa(self, kappa: float) -> None:
         """Residual covariance ∝ I + κ·tridiag(2, −1) within runs of consecutive slots."""
         self.kappa = kappa
@@ -263,11 +313,11 @@ class _Solver:
         self._gram = (xmat, xtx, xty, yty)
         return self._ridge(xmat, yvec, xtx, xty, yty)
 
-    def _ridge(self, xw: Any, yw: Any, xtx: Any, xty: Any, yty: float
+    def _ridge(self, xw: Any, yw: Any, xtx: Any, xty: Any, yty: float, with_var: bool = True
                ) -> tuple[Any, Any, float, Any, Any]:
         p = xtx.shape[0]
         beta = np.empty(p)
-        var = np.empty(p)
+        var = np.empty(p if with_var else 0)
         n_meter = p - 2 - self.n_extra  # extra regressors are not drawn towards 1
         s2 = k._ridge_solve(xtx, xty, yty, self.n_obs, n_meter, self.ridge, beta, var)
         return beta, var, s2, xw, yw
@@ -389,7 +439,7 @@ def _place_step(sv: _Solver, i: int, slots: list[int]) -> tuple[int, float]:
     best = (slots[0], np.inf)
     for s0 in slots:
         sv.steps.append((i, s0))
-        rss = _rss(sv)[3]
+        rss = sv.step_rss()
         sv.steps.pop()
         if rss < best[1]:
             best = (s0, rss)

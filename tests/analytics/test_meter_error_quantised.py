@@ -272,3 +272,31 @@ def test_flow_total_matches_numpy():
     k._flow_total(e, w, w_after, first, total)
     c = np.where(np.arange(30) >= first[:, None], w_after[:, None], w[:, None])
     npt.assert_allclose(total, (np.nan_to_num(e) * c).sum(axis=0), rtol=1e-13)
+
+
+def test_gram_patch_matches_numpy():
+    rng = np.random.default_rng(8)
+    xw = rng.normal(size=(4, 40))
+    yw = rng.normal(size=40)
+    xtx0, xty0 = np.empty((4, 4)), np.empty(4)
+    k._gram(xw, yw, xtx0, xty0)
+    vecs = rng.normal(size=(2, 40))
+    src = np.array([0, -1, 2, -2, 3], dtype=np.int64)  # row 1 replaced, one row added
+    xtx, xty = np.empty((5, 5)), np.empty(5)
+    k._gram_patch(xw, yw, xtx0, xty0, src, vecs, xtx, xty)
+    x = np.vstack([xw[0], vecs[0], xw[2], vecs[1], xw[3]])
+    npt.assert_allclose(xtx, x @ x.T, rtol=1e-12)
+    npt.assert_allclose(xty, x @ yw, rtol=1e-12)
+
+
+def test_ridge_solve_without_variances_gives_the_same_s2():
+    rng = np.random.default_rng(9)
+    x = rng.gamma(2.0, 0.2, (5, 200))
+    y = np.ones(5) @ x + rng.normal(0, 0.01, 200)
+    xtx, xty = np.empty((5, 5)), np.empty(5)
+    yty = k._gram(x, y, xtx, xty)
+    beta, var = np.empty(5), np.empty(5)
+    s2 = k._ridge_solve(xtx, xty, yty, 200, 3, 1e-4, beta, var)
+    beta2 = np.empty(5)
+    assert k._ridge_solve(xtx, xty, yty, 200, 3, 1e-4, beta2, np.empty(0)) == s2
+    npt.assert_array_equal(beta2, beta)
