@@ -77,7 +77,9 @@ class FitSettings:
             insufficient data by :func:`data_sufficiency`).
         quantisation: model the rounding of registers (see :func:`fit_meter_errors`).
         quantisation_ratios: ratios κ = s_q² / s_w² tried for the register rounding.
-        quantisation_min_gain: −2 log-likelihood drop a κ > 0 must give over κ = 0.
+        quantisation_min_gain: −2 log-likelihood drop a κ > 0 must give over κ = 0 (the
+            ratios are tried only when the white fit's residual could give it, see
+            :func:`fit_meter_errors`).
         max_steps: most meters given a step (a fault that starts inside the window).
         step_min_z2: squared score statistic a step must reach to be fitted.
         step_min_slots: slots a step leaves at least on each side.
@@ -376,8 +378,8 @@ def _select_kappa(sv: _Solver, cfg: FitSettings) -> tuple[Any, ...]:
     return xmat, yvec, best
 
 
-def _best_step(sv: _Solver, xmat: Any, sol: tuple[Any, ...], spd: int,
-               cfg: FitSettings, only: int | None = None) -> tuple[int, list[int], float] | None:
+def _best_step(sv: _Solver, sol: tuple[Any, ...], spd: int, cfg: FitSettings,
+               only: int | None = None) -> tuple[int, list[int], float] | None:
     """The meter and first slot of the step with the largest score statistic, if any."""
     beta, _, s2, xw, yw = sol
     if not np.isfinite(s2) or s2 <= 0:
@@ -454,7 +456,7 @@ def _fit_steps(sv: _Solver, xmat: Any, yvec: Any, sol: tuple[Any, ...], spd: int
     at least ``step_min_z2`` residual variances.
     """
     while np.isfinite(sol[2]) and len(sv.steps) < cfg.max_steps:
-        found = _best_step(sv, xmat, sol, spd, cfg)
+        found = _best_step(sv, sol, spd, cfg)
         if found is None:
             break
         i, slots, _ = found
@@ -468,8 +470,7 @@ def _fit_steps(sv: _Solver, xmat: Any, yvec: Any, sol: tuple[Any, ...], spd: int
     for j in range(len(sv.steps) - 1, -1, -1):
         i, s0 = sv.steps.pop(j)
         x_wo, _, sol_wo, rss_wo = _rss(sv)
-        found = _best_step(sv, x_wo, sol_wo, spd, replace(cfg, step_min_z2=0.0),
-                           only=i)
+        found = _best_step(sv, sol_wo, spd, replace(cfg, step_min_z2=0.0), only=i)
         slots = [s0, *(found[1] if found is not None else [])]
         s1, rss_w = _place_step(sv, i, slots)
         s2_w = rss_w / max(sv.n_obs - x_wo.shape[0] - 1, 1)
@@ -621,8 +622,11 @@ def fit_meter_errors(
     is modelled as white noise plus such a term, ``s_w² (I + κ·tridiag(2, −1))`` within runs
     of consecutive slots; κ is chosen among ``quantisation_ratios`` by likelihood (κ = 0, the
     ordinary fit, unless another ratio is clearly likelier) and the fit is generalised least
-    squares for it. This uses every slot, as summing the slots up to hours or days would,
-    without losing the equations a coarser grid gives up.
+    squares for it. The search runs only when the ordinary fit's residual shows the
+    structure: a negative lag-one autocorrelation ρ̂ with n·ρ̂² at least a quarter of
+    ``quantisation_min_gain`` (the likelihood gain of a κ > 0 is about n·ρ̂²). This uses
+    every slot, as summing the slots up to hours or days would, without losing the equations
+    a coarser grid gives up.
 
     Faults that start inside the window: a meter whose coefficient changes at a slot gets a
     second column from that slot on (θ before and θ after, each with its ridge prior). Steps
