@@ -968,7 +968,7 @@ class SuspectReport:
         return {"suspects": [s.to_dict() for s in self.suspects]}
 
 
-def _f(v: float) -> float | None:
+def _f(v: float | np.floating[Any]) -> float | None:
     return None if not np.isfinite(v) else float(v)
 
 
@@ -1101,7 +1101,7 @@ def rank_suspects(
         if last_nz.size and last_nz[-1] + 1 + cfg.stop_min_slots <= e.shape[1]:
             tail = slice(last_nz[-1] + 1, e.shape[1])
             if row_zero[tail].sum() >= cfg.stop_min_slots:
-                before = np.nanmean(e[i, : last_nz[-1] + 1])
+                before = float(np.nanmean(e[i, : last_nz[-1] + 1]))
                 after_r = np.nanmean(r[tail]) if r_ok[tail].any() else np.nan
                 before_r = np.nanmean(r[: last_nz[-1] + 1]) if r_ok[: last_nz[-1] + 1].any() else 0
                 gain = (after_r - before_r) / before if before > 0 else np.nan
