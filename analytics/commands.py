@@ -6,7 +6,9 @@ correction's date on, not retroactively). A meter exchanged inside a period cont
 (old end − old start) + (new end − new start) for every register the balance uses (forward,
 and reverse for a bidirectional meter): the removed meter's end readings stand in for its
 missing end boundary, the new meter's start readings for its missing start boundary.
-Results are stored in ``line_loss`` for the API and returned for printing.
+Results are stored in ``line_loss`` for the API and returned for printing. For every result
+that is not computable the missing boundary readings (meter, register, instant) are stored in
+``line_loss_blocker``: what blocks what, shown to operators and used by the re-read queue.
 """
 
 from __future__ import annotations
@@ -30,6 +32,19 @@ from analytics.lineloss import (
 
 FORWARD = "forward_active_total_kwh"
 REVERSE = "reverse_active_total_kwh"
+
+
+@dataclass(frozen=True, slots=True)
+class Blocker:
+    """A missing boundary reading behind a line-loss result that is not computable."""
+
+    area: str
+    date: str
+    meter_id: int
+    meter: str
+    quantity: str
+    boundary: datetime
+    role: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +134,7 @@ async def compute_lineloss(
                          for a in area_list], dtype=np.float64)
 
     rows: list[AreaLoss] = []
+    missing: list[Blocker] = []
     for p, label in enumerate(per.labels):
         start, end = b[p], b[p + 1]
         mid = start + (end - start) / 2
@@ -142,8 +158,10 @@ async def compute_lineloss(
         mult = np.empty(n)
         bidi = np.zeros(n, dtype=bool)
         roll = np.empty(n)
+        at = np.empty((n, 2), dtype=object)  # the instant each boundary value belongs to
         for row, (mid_id, a_ix) in enumerate(sel):
             m = info[mid_id]
+            at[row, 0], at[row, 1] = start, end
             area_ix[row] = a_ix
             role[row] = ROLE_SUPPLY if m.role == "supply" else ROLE_CUSTOMER
             mult[row] = _mult_at(mults.get(mid_id, []), start)
@@ -158,9 +176,11 @@ async def compute_lineloss(
             # removal stand in for the missing boundary, register by register; a register
             # the archive did not record stays missing (the term is not computable)
             if m.installed_at is not None and start < m.installed_at < end:
+                at[row, 0] = m.installed_at
                 f[row, 0], fe[row, 0] = m.start_readings.get(FORWARD, np.nan), False
                 r[row, 0], re_[row, 0] = m.start_readings.get(REVERSE, np.nan), False
             if m.removed_at is not None and start < m.removed_at <= end:
+                at[row, 1] = m.removed_at
                 f[row, 1], fe[row, 1] = m.end_readings.get(FORWARD, np.nan), False
                 r[row, 1], re_[row, 1] = m.end_readings.get(REVERSE, np.nan), False
         scale = 1.0
@@ -178,11 +198,50 @@ async def compute_lineloss(
                 low_energy_kwh=th("low_energy_kwh", settings.low_energy_kwh) * scale,
             ),
         )
-        rows.extend(result.to_report([a.id for a in area_list], [label]).areas)
+        period_rows = result.to_report([a.id for a in area_list], [label]).areas
+        rows.extend(period_rows)
+        blocked = {r.area for r in period_rows if r.state == "not_computable"}
+        for row, (mid_id, a_ix) in enumerate(sel):
+            a_id = area_list[a_ix].id
+            if a_id not in blocked:
+                continue
+            m = info[mid_id]
+            for col in (0, 1):
+                terms = [(FORWARD, f[row, col])]
+                if m.bidirectional:
+                    terms.append((REVERSE, r[row, col]))
+                for q, v in terms:
+                    if np.isnan(v):
+                        missing.append(Blocker(a_id, label, mid_id, m.number, q,
+                                               at[row, col], m.role))
     rows.sort(key=lambda r: (r.area, r.date))
+    missing.sort(key=lambda x: (x.area, x.date, x.role != "supply", x.meter, x.boundary))
     if store:
         await _store(conn, kind, rows)
-    return LineLossReport(rows)
+        await _store_blockers(conn, kind, rows, missing)
+    return LineLossReport(rows, blockers=missing)
+
+
+async def _store_blockers(conn: Any, kind: str, rows: list[AreaLoss],
+                          missing: list[Blocker]) -> None:
+    """Replace the blockers of the results just stored."""
+    from storage.readings import QUANTITY_IDS
+
+    if not rows:
+        return
+    async with conn.cursor() as cur:
+        await cur.execute(
+            "DELETE FROM line_loss_blocker b USING unnest(%s::text[], %s::text[]) AS r(a, l) "
+            "WHERE b.period = %s AND b.area_id = r.a AND b.label = r.l",
+            ([r.area for r in rows], [r.date for r in rows], kind),
+        )
+        if missing:
+            await cur.executemany(
+                "INSERT INTO line_loss_blocker (area_id, period, label, meter_id, quantity_id, "
+                "boundary, role) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [(x.area, kind, x.date, x.meter_id, QUANTITY_IDS[x.quantity], x.boundary, x.role)
+                 for x in missing],
+            )
 
 
 async def _store(conn: Any, kind: str, rows: list[AreaLoss]) -> None:
@@ -216,4 +275,11 @@ def format_lineloss(report: LineLossReport) -> str:
             f"{r.area:<12} {r.date:<10} {num(r.supply_kwh, 12)} {num(r.sales_kwh, 12)} "
             f"{num(r.loss_kwh, 10)} {num(r.rate, 8)} {r.coverage:>7.1f}%  {r.state}"
         )
+    blockers = getattr(report, "blockers", None) or []
+    if blockers:
+        lines.append("")
+        lines.append("not computable because of missing readings (re-read these):")
+        for x in blockers:
+            lines.append(f"  {x.area:<12} {x.date:<10} {x.role:<8} {x.meter}  {x.quantity} "
+                         f"at {x.boundary.isoformat()}")
     return "\n".join(lines)

@@ -142,6 +142,9 @@ class LineLossReport:
     """The document of ``analyze lineloss --json``: ``{"areas": [...]}``."""
 
     areas: list[AreaLoss] = field(default_factory=list)
+    #: the missing readings behind results that are not computable (``analytics.commands``
+    #: ``Blocker`` rows; not part of the JSON document)
+    blockers: list[Any] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document."""

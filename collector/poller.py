@@ -467,6 +467,14 @@ class Poller:
             (QUANTITY_IDS[FROZEN], [local_midnight(d, self.tz) for d in days], ids))
         return {(int(r[0]), r[1].astimezone(self.tz).date()) for r in await cur.fetchall()}
 
+    async def _blocking(self, days: list[date], ids: list[int]) -> set[tuple[int, date]]:
+        """(meter, day) whose missing 00:00 reading blocks a stored line-loss result."""
+        cur = await (await self._db()).execute(
+            "SELECT DISTINCT meter_id, boundary FROM line_loss_blocker "
+            "WHERE boundary = ANY(%s) AND meter_id = ANY(%s)",
+            ([local_midnight(d, self.tz) for d in days], ids))
+        return {(int(r[0]), r[1].astimezone(self.tz).date()) for r in await cur.fetchall()}
+
     # ----------------------------------------------------------------- cycle
     async def run_cycle(self) -> None:
         """Do every read that is due now, on every gateway concurrently, and commit."""
@@ -494,7 +502,8 @@ class Poller:
                                days=cfg.reread_days)
         freezers = [m for m in self.meters.values() if m.protocol == "dlt645-2007"]
         have = await self._stored_freezes(days, [m.id for m in freezers])
-        missing = [MissingFreeze(m.number, m.role, d, m.billing)
+        blocking = await self._blocking(days, [m.id for m in freezers])
+        missing = [MissingFreeze(m.number, m.role, d, m.billing, (m.id, d) in blocking)
                    for m in freezers for d in days if (m.id, d) not in have
                    and self._reread_ok(m.id, d, now) and self._freeze_kept(m.id, d, now)]
         plan = reread_plan(missing, now, self.tz, cfg.reread_days)

@@ -13,8 +13,9 @@ in property tests.
   read from 00:05 (:func:`freeze_days_due`). DI0 = ``n`` addresses the n-th most recent freeze
   (:func:`freeze_index`), so missed freezes are re-read (补抄) for a number of past days.
 * **Re-reads (补抄)** are ordered by what they block (:func:`reread_priority`): a supply meter's
-  freeze blocks its whole area's line loss, a customer's freeze blocks billing, so supply first,
-  then customers; older days first, because they leave the re-read window soonest.
+  freeze blocks its whole area's line loss; then readings that a stored line-loss result is
+  waiting for (``line_loss_blocker``); then customers that bill an account, then the rest;
+  older days first, because they leave the re-read window soonest.
 * **Clock checks** (:func:`clock_action`): within the tolerance (default 60 s) nothing; up to
   the broadcast limit (default 5 min) a broadcast ``08`` at most once a day and never near the
   00:00 freeze; beyond that an addressed, password-protected write of date and time followed by
@@ -203,21 +204,25 @@ class MissingFreeze:
         role: ``supply`` or ``customer``.
         day: The freeze's local date.
         billing: True when the meter belongs to a (prepaid) account.
+        blocks: True when a stored line-loss result is not computable for want of this reading
+            (``line_loss_blocker``).
     """
 
     meter: str
     role: str
     day: date
     billing: bool = False
+    blocks: bool = False
 
 
 def reread_priority(item: MissingFreeze) -> tuple[int, date, str]:
     """Sort key of a re-read: what it blocks first, then older days, then meter number.
 
-    Supply meters come first (their freeze blocks a whole area's balance), then meters that
-    bill an account, then the rest.
+    Supply meters come first (their freeze blocks a whole area's balance), then readings that
+    a line-loss result already computed as not computable waits for, then meters that bill an
+    account, then the rest.
     """
-    rank = 0 if item.role == "supply" else 1 if item.billing else 2
+    rank = 0 if item.role == "supply" else 1 if item.blocks else 2 if item.billing else 3
     return (rank, item.day, item.meter)
 
 

@@ -230,6 +230,17 @@ CREATE TABLE public.line_loss (
     CONSTRAINT line_loss_state_check CHECK ((state = ANY (ARRAY['qualified'::text, 'high_loss'::text, 'negative_loss'::text, 'not_computable'::text, 'low_energy'::text])))
 );
 
+CREATE TABLE public.line_loss_blocker (
+    area_id text NOT NULL,
+    period text NOT NULL,
+    label text NOT NULL,
+    meter_id bigint NOT NULL,
+    quantity_id smallint NOT NULL,
+    boundary timestamp with time zone NOT NULL,
+    role text NOT NULL,
+    CONSTRAINT line_loss_blocker_role_check CHECK ((role = ANY (ARRAY['supply'::text, 'customer'::text])))
+);
+
 CREATE TABLE public.manual_read_score (
     meter_id bigint NOT NULL,
     cycle date NOT NULL,
@@ -671,6 +682,9 @@ ALTER TABLE ONLY public.interval_reading
 ALTER TABLE ONLY public.ledger
     ADD CONSTRAINT ledger_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.line_loss_blocker
+    ADD CONSTRAINT line_loss_blocker_pkey PRIMARY KEY (area_id, period, label, meter_id, quantity_id, boundary);
+
 ALTER TABLE ONLY public.line_loss
     ADD CONSTRAINT line_loss_pkey PRIMARY KEY (area_id, period, label);
 
@@ -770,6 +784,8 @@ CREATE INDEX ledger_account_idx ON public.ledger USING btree (account_id, id);
 
 CREATE UNIQUE INDEX ledger_charge_once_idx ON public.ledger USING btree (account_id, kind, ref) WHERE ((kind = 'charge'::text) AND (ref IS NOT NULL));
 
+CREATE INDEX line_loss_blocker_meter ON public.line_loss_blocker USING btree (meter_id, boundary);
+
 CREATE INDEX meter_account_idx ON public.meter USING btree (account_id) WHERE (account_id IS NOT NULL);
 
 CREATE INDEX meter_area_area_idx ON public.meter_area USING btree (area_id);
@@ -833,6 +849,15 @@ ALTER TABLE ONLY public.ledger
 
 ALTER TABLE ONLY public.line_loss
     ADD CONSTRAINT line_loss_area_id_fkey FOREIGN KEY (area_id) REFERENCES public.area(id);
+
+ALTER TABLE ONLY public.line_loss_blocker
+    ADD CONSTRAINT line_loss_blocker_area_id_period_label_fkey FOREIGN KEY (area_id, period, label) REFERENCES public.line_loss(area_id, period, label) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.line_loss_blocker
+    ADD CONSTRAINT line_loss_blocker_meter_id_fkey FOREIGN KEY (meter_id) REFERENCES public.meter(id);
+
+ALTER TABLE ONLY public.line_loss_blocker
+    ADD CONSTRAINT line_loss_blocker_quantity_id_fkey FOREIGN KEY (quantity_id) REFERENCES public.quantity(id);
 
 ALTER TABLE ONLY public.manual_read_score
     ADD CONSTRAINT manual_read_score_meter_id_fkey FOREIGN KEY (meter_id) REFERENCES public.meter(id);

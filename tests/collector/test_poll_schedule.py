@@ -90,10 +90,12 @@ def test_rereads_put_what_blocks_most_first() -> None:
         MissingFreeze("000000000002", "supply", date(2026, 1, 3)),
         MissingFreeze("000000000004", "customer", date(2026, 1, 1)),  # outside the window
         MissingFreeze("000000000005", "customer", date(2026, 1, 3), billing=True),
+        MissingFreeze("000000000007", "customer", date(2026, 1, 4), blocks=True),
     ]
     plan = reread_plan(missing, now, SH, days=3)
     assert [(m.meter, m.day.day) for m in plan] == [
         ("000000000002", 3), ("000000000001", 5),  # supply: the area's balance waits on it
+        ("000000000007", 4),  # a line-loss result already stored as not computable waits on it
         ("000000000005", 3), ("000000000003", 4),  # billing accounts
         ("000000000009", 5),
     ]
