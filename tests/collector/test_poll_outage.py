@@ -9,7 +9,7 @@ reads only what is still missing: every expected register is stored exactly once
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -23,6 +23,7 @@ from simulators.runner import Fleet
 from simulators.scenario import parse_scenario
 from storage import migrate
 from storage.archive import load_archive
+from tests.collector.polled import expected_registers
 from tests.collector.test_mqtt_faults import OUTAGE_S, ThrowawayDb, throwaway_db
 
 pytestmark = [pytest.mark.db]
@@ -59,17 +60,7 @@ async def test_database_outage_mid_cycle_loses_and_duplicates_nothing(
                                actor="test", now=clock.now())
         w = fleet.world
         t = clock.now().timestamp()
-        want: set[tuple[str, int, datetime]] = set()
-        for m in range(w.M):
-            if w.silent(m, t):
-                continue
-            both = bool(w.bidir_archive[w.m_point[m]])
-            for q in (1, 6) if both else (1,):
-                want.add((w.m_number[m], q, datetime(2026, 1, 3, tzinfo=TZ)))
-            for n in (1, 2, 3):
-                if w.freeze_before(m, t, n) is not None:
-                    for q in (7, 8) if both else (7,):
-                        want.add((w.m_number[m], q, datetime(2026, 1, 4 - n, tzinfo=TZ)))
+        want = expected_registers(w, t, date(2026, 1, 3), TZ)
 
         poller = Poller(db_url=url, clock=clock, tz=TZ, config=config)
         await poller.start()

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,6 +20,7 @@ from meterhub.clock import SimClock
 from simulators.runner import Fleet
 from simulators.scenario import parse_scenario
 from storage.archive import load_archive
+from tests.collector.polled import expected_registers
 
 pytestmark = pytest.mark.db
 
@@ -81,17 +82,7 @@ async def test_sigkill_mid_batch_then_restart(fresh_db: str, tmp_path: Path) -> 
                                actor="test", now=clock.now())
         w = fleet.world
         t = clock.now().timestamp()
-        want: set[tuple[str, int, datetime]] = set()
-        for m in range(w.M):
-            if w.silent(m, t):
-                continue
-            both = bool(w.bidir_archive[w.m_point[m]])  # PV: reverse registers too
-            for q in (1, 6) if both else (1,):
-                want.add((w.m_number[m], q, datetime(2026, 1, 3, tzinfo=TZ)))
-            for n in (1, 2, 3):
-                if w.freeze_before(m, t, n) is not None:
-                    for q in (7, 8) if both else (7,):
-                        want.add((w.m_number[m], q, datetime(2026, 1, 4 - n, tzinfo=TZ)))
+        want = expected_registers(w, t, date(2026, 1, 3), TZ)
         first = await _collector(fresh_db, fleet_file)
         count = 0
         for _ in range(600):
